@@ -1,0 +1,3 @@
+"""distrl: distributed actor-learner reinforcement learning on Ray and PyTorch."""
+
+__version__ = "0.1.0"

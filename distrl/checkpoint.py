@@ -1,0 +1,112 @@
+"""Checkpoints: written atomically, the last K kept, read back with ``weights_only=True``.
+
+Layout::
+
+    OUT/checkpoints/ckpt-00000123/state.pt     model, optimizer, counters, config
+    OUT/checkpoints/ckpt-00000123/config.yaml  the run's resolved config, for people
+    OUT/checkpoints/ckpt-00000123/meta.json    the counters, for people
+
+A checkpoint is written into a temporary folder next to the others and renamed into
+place, so a crash mid-write never leaves a half checkpoint under a real name, and an
+existing checkpoint is never overwritten or deleted before a newer one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from distrl.errors import CheckpointError
+
+FORMAT_VERSION = 1
+PREFIX = "ckpt-"
+
+
+def _number(path: Path) -> int:
+    try:
+        return int(path.name[len(PREFIX) :])
+    except ValueError:
+        return -1
+
+
+def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    if not checkpoint_dir.is_dir():
+        return []
+    found = [p for p in checkpoint_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and _number(p) >= 0]
+    return sorted(found, key=_number)
+
+
+def save(checkpoint_dir: Path, number: int, state: dict[str, Any], config_yaml: str, keep: int) -> Path:
+    """Write checkpoint ``number`` (the learner update count) and keep the newest ``keep``."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    final = checkpoint_dir / f"{PREFIX}{number:08d}"
+    if final.exists():  # the same update was already saved
+        return final
+    temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=checkpoint_dir))
+    temporary.chmod(0o755)  # mkdtemp makes it private; a checkpoint is as readable as its run
+    try:
+        torch.save({"format": FORMAT_VERSION, **state, "config_yaml": config_yaml}, temporary / "state.pt")
+        (temporary / "config.yaml").write_text(config_yaml)
+        (temporary / "meta.json").write_text(json.dumps(state.get("counters", {}), indent=2) + "\n")
+        with open(temporary / "state.pt", "rb") as handle:
+            os.fsync(handle.fileno())
+        os.rename(temporary, final)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    for old in list_checkpoints(checkpoint_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find(path: str | Path) -> Path:
+    """A checkpoint folder from a checkpoint folder, a run folder or a state.pt file."""
+    path = Path(path)
+    if path.is_file() and path.name == "state.pt":
+        return path.parent
+    if (path / "state.pt").is_file():
+        return path
+    candidates = list_checkpoints(path / "checkpoints") or list_checkpoints(path)
+    if candidates:
+        return candidates[-1]
+    if not path.exists():
+        raise CheckpointError(f"No checkpoint at {str(path)!r}: the path does not exist.")
+    raise CheckpointError(
+        f"No checkpoint found in {str(path)!r}. Pass a run folder (holding checkpoints/) or one "
+        f"checkpoint folder (holding state.pt)."
+    )
+
+
+def load(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only,
+    so a checkpoint from elsewhere cannot run code on this machine."""
+    folder = find(path)
+    state_file = folder / "state.pt"
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        earlier = [p for p in list_checkpoints(folder.parent) if p != folder]
+        hint = f" An earlier checkpoint is {str(earlier[-1])!r}; pass it to --resume." if earlier else ""
+        raise CheckpointError(
+            f"Checkpoint {str(state_file)!r} is unreadable ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200]}). It may be truncated or not a distrl checkpoint.{hint} "
+            f"Nothing was changed on disk."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"Checkpoint {str(state_file)!r} has format {state.get('format') if isinstance(state, dict) else '?'}; "
+            f"this distrl reads format {FORMAT_VERSION}."
+        )
+    return folder, state
+
+
+def latest(run_dir: Path) -> Optional[Path]:
+    found = list_checkpoints(run_dir / "checkpoints")
+    return found[-1] if found else None

@@ -1,0 +1,190 @@
+"""Command line: ``distrl train``, ``distrl eval``, ``distrl envs``.
+
+Errors the user can fix print one paragraph and exit non-zero (2 for bad input); they
+never print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from distrl.errors import DistrlError
+
+# Flags that are shortcuts for config keys; --set reaches every other key.
+TRAIN_FLAGS = {
+    "env": "env.id",
+    "algo": "algo",
+    "num_workers": "runtime.num_workers",
+    "envs_per_worker": "runtime.envs_per_worker",
+    "seed": "seed",
+    "stop_env_steps": "stop.env_steps",
+    "stop_reward": "stop.reward",
+    "stop_seconds": "stop.seconds",
+    "out": "output.dir",
+    "address": "runtime.address",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="distrl", description="Distributed actor-learner reinforcement learning on Ray."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train an agent (default: PPO on CartPole-v1, embedded local Ray)")
+    train.add_argument("--config", metavar="FILE", help="YAML config file (see configs/)")
+    train.add_argument("--env", metavar="ID", help="environment id, e.g. CartPole-v1 or ALE/Pong-v5")
+    train.add_argument("--algo", metavar="NAME", help="algorithm (ppo)")
+    train.add_argument("--num-workers", metavar="N", help="rollout workers, or 'auto'")
+    train.add_argument("--envs-per-worker", metavar="K", help="environment copies per worker")
+    train.add_argument("--seed", metavar="S")
+    train.add_argument("--stop-env-steps", metavar="N", help="stop after N environment steps")
+    train.add_argument("--stop-reward", metavar="R", help="stop when the mean return of the last 100 episodes >= R")
+    train.add_argument("--stop-seconds", metavar="S", help="stop after S seconds of training")
+    train.add_argument("--out", metavar="DIR", help="output folder (default runs/ENV-ALGO-TIME)")
+    train.add_argument("--address", metavar="ADDR", help="join a Ray cluster: 'auto' or HOST:PORT")
+    train.add_argument("--resume", metavar="DIR", help="continue from a run folder or checkpoint folder")
+    train.add_argument(
+        "--set", metavar="KEY=VALUE", nargs="+", action="extend", default=[], help="override any config key"
+    )
+    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    evaluate = sub.add_parser("eval", help="play episodes with a trained policy and print the mean return")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder or a checkpoint folder")
+    evaluate.add_argument("--episodes", type=int, default=10, metavar="N")
+    evaluate.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
+    evaluate.add_argument("--seed", type=int, default=12345, metavar="S")
+
+    sub.add_parser("envs", help="list the environment families, their ids and default options")
+    return parser
+
+
+def _user_config(args: argparse.Namespace) -> tuple[dict[str, Any], Optional[dict[str, Any]], Optional[Path]]:
+    """The user's layer of config values, plus the checkpoint state on --resume."""
+    from distrl import checkpoint
+    from distrl.config import load_yaml, parse_override, set_dotted
+
+    state = None
+    folder = None
+    if args.resume:
+        folder, state = checkpoint.load(args.resume)
+        user = yaml.safe_load(state["config_yaml"]) or {}
+        if args.config:
+            raise DistrlError("--resume continues a run with its own config; drop --config (use --set to change keys).")
+    else:
+        user = load_yaml(args.config) if args.config else {}
+    for flag, key in TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            set_dotted(user, key, value)
+    for item in args.set:
+        key, value = parse_override(item)
+        set_dotted(user, key, value)
+    return user, state, folder
+
+
+def _default_stop(config) -> Optional[str]:
+    """With no stop rule, stop at the environment's registered reward threshold."""
+    stop = config.stop
+    if stop.env_steps is not None or stop.reward is not None or stop.seconds is not None:
+        return None
+    import gymnasium as gym
+
+    from distrl.envs import family_of
+
+    family_of(config.env.id)  # registers the family's ids
+    spec = gym.registry.get(config.env.id)
+    threshold = getattr(spec, "reward_threshold", None) if spec else None
+    if threshold is None:
+        return "no stop rule set: training runs until Ctrl-C (a checkpoint is written on the way out)"
+    stop.reward = float(threshold)
+    return f"no stop rule set: stopping at {config.env.id}'s reward threshold, mean return >= {threshold}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from distrl.config import resolve
+
+    user, state, folder = _user_config(args)
+    config = resolve(user)
+    note = _default_stop(config)
+    if args.print_config:
+        sys.stdout.write(config.to_yaml())
+        return 0
+    if config.output.dir:
+        out_dir = Path(config.output.dir)
+    elif folder is not None:
+        out_dir = folder.parent.parent  # resume into the run the checkpoint belongs to
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out_dir = Path("runs") / f"{config.env.id.replace('/', '_')}-{config.algo}-{stamp}"
+    config.output.dir = str(out_dir)
+
+    if not config.runtime.address:
+        # Must happen before Ray is imported (by the trainer below).
+        from distrl.runtime.cluster import prefer_loopback
+
+        prefer_loopback()
+    from distrl.runtime.trainer import Trainer
+
+    if note:
+        print(f"distrl: {note}", flush=True)
+    trainer = Trainer(config, out_dir, resume_state=state)
+    try:
+        trainer.run()
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from distrl.evaluate import evaluate
+
+    if args.episodes < 1:
+        raise DistrlError(f"--episodes must be at least 1, got {args.episodes}.")
+    returns, folder = evaluate(args.checkpoint, args.episodes, greedy=args.greedy, seed=args.seed)
+    import numpy as np
+
+    print(f"checkpoint: {folder}")
+    print(f"episodes: {len(returns)}")
+    print(f"return mean: {np.mean(returns):.3f}")
+    print(f"return std: {np.std(returns):.3f}")
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from distrl.envs import FAMILIES
+
+    for family in FAMILIES.values():
+        print(f"{family.name}: {family.description}")
+        print(f"  ids: {', '.join(family.example_ids)}")
+        if family.defaults:
+            print(f"  options: {', '.join(f'{k}={v!r}' for k, v in family.defaults.items())}")
+        if family.install:
+            print(f"  install: {family.install}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handlers = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs}
+    try:
+        return handlers[args.command](args)
+    except DistrlError as error:
+        print(f"distrl: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""One factory for every environment distrl trains on.
+
+``make_env(env_id, seed=None, **options)`` picks the family from the id, applies the
+family's standard preprocessing (``options`` override its defaults) and returns a
+``gymnasium.Env``. Rollout workers, evaluation and benchmarks all build envs here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import gymnasium as gym
+
+from distrl.envs import atari, classic
+from distrl.envs.wrappers import SeedFirstReset
+from distrl.errors import EnvironmentNotAvailable
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    pixels: bool  # image observations: the "pixels" presets and the CNN apply
+    make: Callable[..., gym.Env]
+    defaults: dict[str, Any]
+    example_ids: tuple[str, ...]
+    install: str = ""
+    # Options that evaluation adds (play whole games, no training-only shortcuts).
+    eval_options: dict[str, Any] = field(default_factory=dict)
+    # Emulator frames per agent step, for env_frames in progress.jsonl.
+    frame_skip_option: Optional[str] = None
+
+
+FAMILIES: dict[str, Family] = {
+    "atari": Family(
+        name="atari",
+        description="Atari 2600 games through ale-py, DeepMind preprocessing",
+        pixels=True,
+        make=atari.make,
+        defaults=atari.DEFAULTS,
+        example_ids=("ALE/Pong-v5", "ALE/Breakout-v5", "ALE/SpaceInvaders-v5"),
+        install="pip install 'distrl[atari]'",
+        eval_options=atari.EVAL_OPTIONS,
+        frame_skip_option="frame_skip",
+    ),
+    "classic": Family(
+        name="classic",
+        description="any gymnasium.make id: classic control, toy text, ...",
+        pixels=False,
+        make=classic.make,
+        defaults=classic.DEFAULTS,
+        example_ids=("CartPole-v1", "MountainCar-v0", "Acrobot-v1", "FrozenLake-v1"),
+    ),
+}
+
+
+def family_of(env_id: str) -> Family:
+    """The family an id belongs to; ids no family claims are plain gymnasium ids."""
+    if env_id.startswith("ALE/"):
+        return FAMILIES["atari"]
+    if env_id not in gym.registry:
+        try:  # ale-py's own older ids (PongNoFrameskip-v4, ...) are registered on import
+            atari.register()
+        except EnvironmentNotAvailable:
+            pass
+    if atari.is_atari_id(env_id):
+        return FAMILIES["atari"]
+    return FAMILIES["classic"]
+
+
+def frames_per_step(env_id: str, options: dict[str, Any]) -> int:
+    family = family_of(env_id)
+    if family.frame_skip_option is None:
+        return 1
+    return int(options.get(family.frame_skip_option, family.defaults[family.frame_skip_option]))
+
+
+def _unknown_id(env_id: str) -> EnvironmentNotAvailable:
+    known = list(gym.registry.keys())
+    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return EnvironmentNotAvailable(
+        f"Unknown environment id {env_id!r}.{hint} `distrl envs` lists the families and their "
+        f"ids; any id registered with gymnasium works too."
+    )
+
+
+def make_env(env_id: str, seed: Optional[int] = None, **options: Any) -> gym.Env:
+    """Build ``env_id`` with its family's preprocessing; ``options`` override the defaults."""
+    family = family_of(env_id)
+    try:
+        env = family.make(env_id, **options)
+    except gym.error.Error as error:
+        if isinstance(error, (gym.error.NameNotFound, gym.error.VersionNotFound, gym.error.NamespaceNotFound)):
+            raise _unknown_id(env_id) from None
+        raise EnvironmentNotAvailable(f"Could not create environment {env_id!r}: {error}") from None
+    except TypeError as error:
+        # gymnasium.make passes unknown keyword options to the env's constructor.
+        raise EnvironmentNotAvailable(
+            f"Environment {env_id!r} does not accept the options {sorted(options)}: {error}. "
+            f"Check env.options in your config."
+        ) from None
+    return SeedFirstReset(env, seed)
+
+
+__all__ = ["FAMILIES", "Family", "family_of", "frames_per_step", "make_env"]

@@ -1,0 +1,158 @@
+"""Atari 2600 games through ale-py, with the DeepMind preprocessing (Mnih et al. 2015;
+Machado et al. 2018 for sticky actions): no-op starts, frame skip 4 with a max over the last
+two frames, 84x84 gray, 4-frame stack, life loss as terminal in training. Reward clipping
+is done by the learner, so episode returns stay game scores."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from distrl.envs.wrappers import EpisodeStats, FrameStack, ResizeFrame, check_options
+from distrl.errors import EnvironmentNotAvailable
+
+DEFAULTS = {
+    "frame_skip": 4,
+    "noop_max": 30,
+    "screen_size": 84,
+    "grayscale": True,
+    "frame_stack": 4,
+    "terminal_on_life_loss": True,
+    "fire_reset": True,
+    "repeat_action_probability": 0.25,
+    "full_action_space": False,
+    "max_episode_frames": 108_000,
+}
+
+# Evaluation plays whole games: losing a life is not the end of an episode.
+EVAL_OPTIONS = {"terminal_on_life_loss": False}
+
+
+def register() -> None:
+    try:
+        import ale_py
+    except ImportError:
+        raise EnvironmentNotAvailable(
+            "Atari environments need ale-py, which is not installed. Install it with "
+            "`pip install 'distrl[atari]'` (ale-py ships the game ROMs)."
+        ) from None
+    gym.register_envs(ale_py)
+
+
+def is_atari_id(env_id: str) -> bool:
+    if env_id.startswith("ALE/"):
+        return True
+    spec = gym.registry.get(env_id)
+    return spec is not None and "ale_py" in str(spec.entry_point)
+
+
+class NoopReset(gym.Wrapper):
+    """Starts each game with a random number (1..noop_max) of no-op frames, so the agent
+    does not see the same start every time."""
+
+    def __init__(self, env: gym.Env, noop_max: int):
+        super().__init__(env)
+        self.noop_max = noop_max
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        if self.noop_max <= 0:
+            return obs, info
+        for _ in range(int(self.unwrapped.np_random.integers(1, self.noop_max + 1))):
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+        return obs, info
+
+
+class MaxAndSkip(gym.Wrapper):
+    """Repeats the action ``skip`` frames, sums the rewards, and returns the pixel-wise max
+    of the last two frames (Atari sprites flicker between frames)."""
+
+    def __init__(self, env: gym.Env, skip: int):
+        super().__init__(env)
+        self.skip = skip
+        self._frames = np.zeros((2, *env.observation_space.shape), dtype=np.uint8)
+
+    def step(self, action):
+        total = 0.0
+        terminated = truncated = False
+        info = {}
+        for i in range(self.skip):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if i >= self.skip - 2:
+                self._frames[i - (self.skip - 2)] = obs
+            if terminated or truncated:
+                # The episode ended before the last two frames: max with the newest frame only.
+                self._frames[:] = obs
+                break
+        return self._frames.max(axis=0), total, terminated, truncated, info
+
+
+class EpisodicLife(gym.Wrapper):
+    """Signals ``terminated`` when a life is lost, which speeds up value learning, but only
+    resets the game when it is really over; otherwise ``reset()`` plays on (one no-op)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.game_over = False
+        self.lives = self.unwrapped.ale.lives()
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Presses FIRE after a reset, for games that stand still until it is pressed."""
+
+    def reset(self, **kwargs):
+        self.env.reset(**kwargs)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
+def make(env_id: str, **options) -> gym.Env:
+    check_options("atari", options, DEFAULTS)
+    opts = {**DEFAULTS, **options}
+    register()
+    env = gym.make(
+        env_id,
+        frameskip=1,
+        obs_type="grayscale" if opts["grayscale"] else "rgb",
+        repeat_action_probability=opts["repeat_action_probability"],
+        full_action_space=opts["full_action_space"],
+        max_num_frames_per_episode=opts["max_episode_frames"],
+        disable_env_checker=True,
+    )
+    env = NoopReset(env, opts["noop_max"])
+    env = MaxAndSkip(env, opts["frame_skip"])
+    env = EpisodeStats(env)
+    if opts["terminal_on_life_loss"]:
+        env = EpisodicLife(env)
+    if opts["fire_reset"] and "FIRE" in env.unwrapped.get_action_meanings():
+        env = FireReset(env)
+    env = ResizeFrame(env, opts["screen_size"])
+    if opts["frame_stack"] > 1:
+        env = FrameStack(env, opts["frame_stack"])
+    return env

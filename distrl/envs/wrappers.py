@@ -1,0 +1,135 @@
+"""Preprocessing wrappers shared by the environment families. Each does one thing."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+
+class SeedFirstReset(gym.Wrapper):
+    """Seeds the first ``reset()`` with the seed given to ``make_env`` when the caller passes
+    none; later resets continue the seeded generator."""
+
+    def __init__(self, env: gym.Env, seed: Optional[int]):
+        super().__init__(env)
+        self._pending_seed = seed
+        if seed is not None:
+            self.action_space.seed(seed)
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if seed is None and self._pending_seed is not None:
+            seed = self._pending_seed
+        self._pending_seed = None
+        return self.env.reset(seed=seed, options=options)
+
+
+class EpisodeStats(gym.Wrapper):
+    """Adds ``episode_return`` and ``episode_length`` to ``info`` when a real episode ends.
+
+    Placed below any wrapper that fakes episode ends (life loss) and above frame skipping, so
+    the return is the game score and the length counts agent steps. Rewards are the raw
+    ones; clipping happens at the learner.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._return = 0.0
+        self._length = 0
+
+    def reset(self, **kwargs):
+        self._return = 0.0
+        self._length = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._return += float(reward)
+        self._length += 1
+        if terminated or truncated:
+            info = dict(info, episode_return=self._return, episode_length=self._length)
+        return obs, reward, terminated, truncated, info
+
+
+class OneHot(gym.ObservationWrapper):
+    """Discrete observations (FrozenLake's cell index) as one-hot float vectors."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.n = int(env.observation_space.n)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (self.n,), np.float32)
+
+    def observation(self, observation):
+        one_hot = np.zeros(self.n, dtype=np.float32)
+        one_hot[int(observation)] = 1.0
+        return one_hot
+
+
+class ResizeFrame(gym.ObservationWrapper):
+    """Resizes frames to ``size x size`` with area interpolation. Gray frames ``[H, W]`` stay
+    2-D; colour frames ``[H, W, 3]`` become channel-first ``[3, size, size]``. Optionally
+    converts colour to gray first."""
+
+    def __init__(self, env: gym.Env, size: int = 84, to_gray: bool = False):
+        super().__init__(env)
+        self.size = size
+        self.to_gray = to_gray
+        shape = env.observation_space.shape
+        color = len(shape) == 3 and shape[-1] == 3 and not to_gray
+        out_shape = (3, size, size) if color else (size, size)
+        self.observation_space = gym.spaces.Box(0, 255, out_shape, np.uint8)
+
+    def observation(self, frame: np.ndarray) -> np.ndarray:
+        if self.to_gray and frame.ndim == 3:
+            frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        frame = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        if frame.ndim == 3:
+            frame = np.ascontiguousarray(frame.transpose(2, 0, 1))
+        return frame
+
+
+class FrameStack(gym.Wrapper):
+    """Stacks the last ``k`` frames along the channel axis: ``[H, W]`` frames give
+    ``[k, H, W]``, ``[C, H, W]`` frames give ``[k * C, H, W]``. Frames stay uint8. After a
+    reset the stack is filled with copies of the first frame."""
+
+    def __init__(self, env: gym.Env, k: int = 4):
+        super().__init__(env)
+        space = env.observation_space
+        frame_shape = space.shape if len(space.shape) == 3 else (1, *space.shape)
+        self._channels = frame_shape[0]
+        self._stack = np.zeros((k * frame_shape[0], *frame_shape[1:]), dtype=space.dtype)
+        low = np.repeat(np.broadcast_to(space.low, space.shape).reshape(frame_shape), k, axis=0)
+        high = np.repeat(np.broadcast_to(space.high, space.shape).reshape(frame_shape), k, axis=0)
+        self.observation_space = gym.spaces.Box(low, high, self._stack.shape, space.dtype)
+
+    def reset(self, **kwargs):
+        frame, info = self.env.reset(**kwargs)
+        frame = frame.reshape(self._channels, *self._stack.shape[1:])
+        self._stack[:] = np.tile(frame, (self._stack.shape[0] // self._channels, 1, 1))
+        return self._stack.copy(), info
+
+    def step(self, action):
+        frame, reward, terminated, truncated, info = self.env.step(action)
+        c = self._channels
+        self._stack[:-c] = self._stack[c:]
+        self._stack[-c:] = frame.reshape(c, *self._stack.shape[1:])
+        return self._stack.copy(), reward, terminated, truncated, info
+
+
+def check_options(family: str, options: dict[str, Any], known: dict[str, Any]) -> None:
+    """Rejects an option the family does not have, naming the nearest one."""
+    from difflib import get_close_matches
+
+    from distrl.errors import ConfigError
+
+    for key in options:
+        if key not in known:
+            close = get_close_matches(key, list(known), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"'{key}' is not an option of the {family} environments.{hint} "
+                f"Options and defaults: {', '.join(f'{k}={v!r}' for k, v in known.items())}."
+            )

@@ -1,0 +1,8 @@
+"""Networks: an MLP for vector observations, the Nature CNN for stacked frames, and an
+actor-critic that puts a policy and a value head on either."""
+
+from distrl.models.actor_critic import ActorCritic, build_model
+from distrl.models.cnn import NatureCNN
+from distrl.models.mlp import MLP
+
+__all__ = ["ActorCritic", "MLP", "NatureCNN", "build_model"]

@@ -1,0 +1,89 @@
+"""Learner: owns the model and optimizer (on CUDA when there is one), turns fragments into
+batches, calls the algorithm's update and publishes the new weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from distrl.algos import ALGORITHMS
+from distrl.models import build_model
+from distrl.runtime.weights import get_weights
+
+
+def collate(fragments: list[dict[str, np.ndarray]], device: torch.device) -> dict[str, torch.Tensor]:
+    """Concatenate fragments along the env axis: ``[T, K, ...]`` x N -> ``[T, N*K, ...]``.
+    ``bootstrap_value`` is ``[K]`` per fragment and concatenates along its only axis."""
+    batch = {}
+    for key in fragments[0]:
+        if key == "policy_version":
+            continue
+        axis = 0 if fragments[0][key].ndim == 1 else 1
+        array = np.concatenate([fragment[key] for fragment in fragments], axis=axis)
+        batch[key] = torch.from_numpy(array).to(device, non_blocking=True)
+    return batch
+
+
+@ray.remote
+class Learner:
+    def __init__(self, config: Any, observation_space: Any, action_space: Any, parameter_server: Any):
+        self.config = config
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        torch.manual_seed(config.seed)
+        self.model = build_model(config.model, observation_space, action_space).to(self.device)
+        spec = ALGORITHMS[config.algo]
+        anneal = getattr(config.algo_config, "anneal_env_steps", None) or config.stop.env_steps
+        self.algorithm = spec.learner_class(config.algo_config, self.model, anneal)
+        self.parameter_server = parameter_server
+        self.version = 0
+        self.publish()
+
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(self.device)})"
+        return "cpu"
+
+    def publish(self) -> int:
+        """Put the weights in the object store once and hand the ref to the ParameterServer.
+        Waits for the ParameterServer so that a worker asking after this returns sees it."""
+        weights_ref = ray.put(get_weights(self.model))
+        ray.get(self.parameter_server.publish.remote([weights_ref], self.version))
+        return self.version
+
+    def update(self, fragment_refs: list[ray.ObjectRef], env_steps: int) -> dict[str, float]:
+        """One update on these fragments (one from each worker for PPO/A2C), then publish."""
+        fragments = ray.get(fragment_refs)
+        lags = [self.version - int(fragment["policy_version"]) for fragment in fragments]
+        batch = collate(fragments, self.device)
+        self.model.train()
+        stats = self.algorithm.learn(batch, env_steps)
+        self.version += 1
+        self.publish()
+        stats["policy_lag"] = float(np.mean(lags))
+        stats["learner_version"] = self.version
+        return stats
+
+    def get_state(self) -> dict[str, Any]:
+        """Model and optimizer state on the CPU, for a checkpoint written by the driver."""
+        model_state = {name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()}
+        algorithm_state = _to_cpu(self.algorithm.state_dict())
+        return {"model": model_state, "algorithm": algorithm_state, "version": self.version}
+
+    def set_state(self, state: dict[str, Any]) -> int:
+        self.model.load_state_dict(state["model"])
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.version = int(state["version"])
+        return self.publish()
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(item) for item in value)
+    return value

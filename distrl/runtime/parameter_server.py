@@ -1,0 +1,33 @@
+"""ParameterServer: the latest published weights, as one object ref, and their version."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import ray
+
+
+@ray.remote(num_cpus=0)
+class ParameterServer:
+    """Broadcasting is "put once, every worker gets the ref": the learner ``ray.put``s the
+    weights once and publishes the ref here; workers that ask get the same ref, and the
+    object store copies the weights once per node, not once per worker."""
+
+    def __init__(self):
+        self.version = -1
+        self.weights_ref: Optional[ray.ObjectRef] = None
+
+    def publish(self, weights_ref: list[ray.ObjectRef], version: int) -> None:
+        # The ref arrives wrapped in a list so that Ray hands over the ref, not the weights.
+        if version > self.version:
+            self.version = version
+            self.weights_ref = weights_ref[0]
+
+    def latest(self, known_version: int) -> Optional[tuple[int, list[ray.ObjectRef]]]:
+        """``(version, [ref])`` when there is something newer than ``known_version``, else None."""
+        if self.version > known_version and self.weights_ref is not None:
+            return self.version, [self.weights_ref]
+        return None
+
+    def get_version(self) -> int:
+        return self.version
