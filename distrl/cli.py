@@ -96,9 +96,6 @@ def _default_stop(config) -> Optional[str]:
         return None
     import gymnasium as gym
 
-    from distrl.envs import family_of
-
-    family_of(config.env.id)  # registers the family's ids
     spec = gym.registry.get(config.env.id)
     threshold = getattr(spec, "reward_threshold", None) if spec else None
     if threshold is None:
@@ -112,8 +109,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     user, state, folder = _user_config(args)
     config = resolve(user)
+    from distrl.envs import check_id
+
+    check_id(config.env.id)
     note = _default_stop(config)
     if args.print_config:
+        if note:
+            print(f"# {note}")
         sys.stdout.write(config.to_yaml())
         return 0
     if config.output.dir:

@@ -87,6 +87,16 @@ def _unknown_id(env_id: str) -> EnvironmentNotAvailable:
     )
 
 
+def check_id(env_id: str) -> Family:
+    """Fail early, before any process starts, on an id no family or gymnasium knows."""
+    family = family_of(env_id)
+    if family.name == "atari":
+        atari.register()
+    if env_id not in gym.registry:
+        raise _unknown_id(env_id)
+    return family
+
+
 def make_env(env_id: str, seed: Optional[int] = None, **options: Any) -> gym.Env:
     """Build ``env_id`` with its family's preprocessing; ``options`` override the defaults."""
     family = family_of(env_id)
@@ -105,4 +115,4 @@ def make_env(env_id: str, seed: Optional[int] = None, **options: Any) -> gym.Env
     return SeedFirstReset(env, seed)
 
 
-__all__ = ["FAMILIES", "Family", "family_of", "frames_per_step", "make_env"]
+__all__ = ["FAMILIES", "Family", "check_id", "family_of", "frames_per_step", "make_env"]

@@ -46,12 +46,13 @@ def is_atari_id(env_id: str) -> bool:
     return spec is not None and "ale_py" in str(spec.entry_point)
 
 
-class NoopReset(gym.Wrapper):
+class NoopReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Starts each game with a random number (1..noop_max) of no-op frames, so the agent
     does not see the same start every time."""
 
     def __init__(self, env: gym.Env, noop_max: int):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, noop_max=noop_max)
+        gym.Wrapper.__init__(self, env)
         self.noop_max = noop_max
 
     def reset(self, **kwargs):
@@ -65,12 +66,13 @@ class NoopReset(gym.Wrapper):
         return obs, info
 
 
-class MaxAndSkip(gym.Wrapper):
+class MaxAndSkip(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Repeats the action ``skip`` frames, sums the rewards, and returns the pixel-wise max
     of the last two frames (Atari sprites flicker between frames)."""
 
     def __init__(self, env: gym.Env, skip: int):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, skip=skip)
+        gym.Wrapper.__init__(self, env)
         self.skip = skip
         self._frames = np.zeros((2, *env.observation_space.shape), dtype=np.uint8)
 
@@ -90,12 +92,13 @@ class MaxAndSkip(gym.Wrapper):
         return self._frames.max(axis=0), total, terminated, truncated, info
 
 
-class EpisodicLife(gym.Wrapper):
+class EpisodicLife(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Signals ``terminated`` when a life is lost, which speeds up value learning, but only
     resets the game when it is really over; otherwise ``reset()`` plays on (one no-op)."""
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         self.lives = 0
         self.game_over = True
 
@@ -109,7 +112,7 @@ class EpisodicLife(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
     def reset(self, **kwargs):
-        if self.game_over:
+        if self.game_over or kwargs.get("seed") is not None:  # a seeded reset starts a new game
             obs, info = self.env.reset(**kwargs)
         else:
             obs, _, terminated, truncated, info = self.env.step(0)
@@ -120,8 +123,12 @@ class EpisodicLife(gym.Wrapper):
         return obs, info
 
 
-class FireReset(gym.Wrapper):
+class FireReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Presses FIRE after a reset, for games that stand still until it is pressed."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
 
     def reset(self, **kwargs):
         self.env.reset(**kwargs)

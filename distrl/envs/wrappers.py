@@ -9,12 +9,13 @@ import gymnasium as gym
 import numpy as np
 
 
-class SeedFirstReset(gym.Wrapper):
+class SeedFirstReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Seeds the first ``reset()`` with the seed given to ``make_env`` when the caller passes
     none; later resets continue the seeded generator."""
 
     def __init__(self, env: gym.Env, seed: Optional[int]):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, seed=seed)
+        gym.Wrapper.__init__(self, env)
         self._pending_seed = seed
         if seed is not None:
             self.action_space.seed(seed)
@@ -26,7 +27,7 @@ class SeedFirstReset(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-class EpisodeStats(gym.Wrapper):
+class EpisodeStats(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds ``episode_return`` and ``episode_length`` to ``info`` when a real episode ends.
 
     Placed below any wrapper that fakes episode ends (life loss) and above frame skipping, so
@@ -35,7 +36,8 @@ class EpisodeStats(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         self._return = 0.0
         self._length = 0
 
@@ -53,11 +55,12 @@ class EpisodeStats(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-class OneHot(gym.ObservationWrapper):
+class OneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Discrete observations (FrozenLake's cell index) as one-hot float vectors."""
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         self.n = int(env.observation_space.n)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (self.n,), np.float32)
 
@@ -67,13 +70,14 @@ class OneHot(gym.ObservationWrapper):
         return one_hot
 
 
-class ResizeFrame(gym.ObservationWrapper):
+class ResizeFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Resizes frames to ``size x size`` with area interpolation. Gray frames ``[H, W]`` stay
     2-D; colour frames ``[H, W, 3]`` become channel-first ``[3, size, size]``. Optionally
     converts colour to gray first."""
 
     def __init__(self, env: gym.Env, size: int = 84, to_gray: bool = False):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, size=size, to_gray=to_gray)
+        gym.ObservationWrapper.__init__(self, env)
         self.size = size
         self.to_gray = to_gray
         shape = env.observation_space.shape
@@ -90,13 +94,14 @@ class ResizeFrame(gym.ObservationWrapper):
         return frame
 
 
-class FrameStack(gym.Wrapper):
+class FrameStack(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Stacks the last ``k`` frames along the channel axis: ``[H, W]`` frames give
     ``[k, H, W]``, ``[C, H, W]`` frames give ``[k * C, H, W]``. Frames stay uint8. After a
     reset the stack is filled with copies of the first frame."""
 
     def __init__(self, env: gym.Env, k: int = 4):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, k=k)
+        gym.Wrapper.__init__(self, env)
         space = env.observation_space
         frame_shape = space.shape if len(space.shape) == 3 else (1, *space.shape)
         self._channels = frame_shape[0]

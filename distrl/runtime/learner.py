@@ -29,17 +29,26 @@ def collate(fragments: list[dict[str, np.ndarray]], device: torch.device) -> dic
 
 @ray.remote
 class Learner:
-    def __init__(self, config: Any, observation_space: Any, action_space: Any, parameter_server: Any):
+    """Created before the environment's spaces are known, so that its process starts (and
+    imports torch) while the rollout workers build their environments; ``setup`` builds the
+    model once the first worker reports the spaces."""
+
+    def __init__(self, config: Any, parameter_server: Any):
         self.config = config
+        self.parameter_server = parameter_server
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def setup(self, observation_space: Any, action_space: Any) -> str:
+        """Build the model and optimizer, publish version 0; returns the device's name."""
+        config = self.config
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, observation_space, action_space).to(self.device)
         spec = ALGORITHMS[config.algo]
         anneal = getattr(config.algo_config, "anneal_env_steps", None) or config.stop.env_steps
         self.algorithm = spec.learner_class(config.algo_config, self.model, anneal)
-        self.parameter_server = parameter_server
         self.version = 0
         self.publish()
+        return self.device_name()
 
     def device_name(self) -> str:
         if self.device.type == "cuda":

@@ -13,7 +13,7 @@ import torch
 
 from distrl.envs import frames_per_step, make_env
 from distrl.models import build_model
-from distrl.runtime.weights import set_weights
+from distrl.runtime.weights import get_weights, set_weights
 
 
 @ray.remote
@@ -54,14 +54,15 @@ class RolloutWorker:
             "action_space": self.action_space,
         }
 
-    def pull_weights(self) -> int:
-        """Fetch the newest weights if the ParameterServer has a newer version."""
+    def pull_weights(self) -> bool:
+        """Fetch the newest weights if the ParameterServer has a newer version; True if it did."""
         latest = ray.get(self.parameter_server.latest.remote(self.version))
-        if latest is not None:
-            version, (weights_ref,) = latest
-            set_weights(self.model, ray.get(weights_ref))
-            self.version = version
-        return self.version
+        if latest is None:
+            return False
+        version, (weights_ref,) = latest
+        set_weights(self.model, ray.get(weights_ref))
+        self.version = version
+        return True
 
     @ray.method(num_returns=2)
     def sample(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -71,7 +72,7 @@ class RolloutWorker:
         ended, step counts) and hands the fragment's ref to the learner untouched.
         """
         start = time.perf_counter()
-        self.pull_weights()
+        pulled = self.pull_weights()
         T, K = self.config.runtime.fragment_length, len(self.envs)
         obs_shape, obs_dtype = self.obs.shape[1:], self.obs.dtype
         fragment = {
@@ -125,6 +126,7 @@ class RolloutWorker:
         summary = {
             "worker_index": self.worker_index,
             "policy_version": self.version,
+            "weights_pulled": pulled,
             "env_steps": T * K,
             "env_frames": T * K * self.frames_per_step,
             "episode_returns": episode_returns,
@@ -133,6 +135,10 @@ class RolloutWorker:
             "env_time_s": env_time,
         }
         return fragment, summary
+
+    def get_weights(self) -> tuple[int, dict[str, np.ndarray]]:
+        """The policy version this worker holds and its weights (for inspection and tests)."""
+        return self.version, get_weights(self.model)
 
     def close(self) -> None:
         for env in self.envs:

@@ -58,7 +58,7 @@ class Trainer:
         self.resume_state = resume_state
         self.counters = Counters(**(resume_state or {}).get("counters", {}))
         self.recent_returns: deque[float] = deque((resume_state or {}).get("recent_returns", []), maxlen=RETURN_WINDOW)
-        self.recent_lengths: deque[float] = deque(maxlen=RETURN_WINDOW)
+        self.recent_lengths: deque[float] = deque((resume_state or {}).get("recent_lengths", []), maxlen=RETURN_WINDOW)
         self.workers: list[Any] = []
         self.worker_nodes: list[str] = []
         self.workers_created = 0
@@ -114,14 +114,13 @@ class Trainer:
         self.parameter_server = ParameterServer.remote()
         num_workers = self._num_workers()
         self.workers = [self._create_worker(i) for i in range(num_workers)]
+        self.learner = Learner.options(num_cpus=runtime.num_cpus_per_learner, num_gpus=self._learner_gpus()).remote(
+            self.config, self.parameter_server
+        )
         infos = self._setup_workers(self.workers)
         self.worker_nodes = [info["node_id"] for info in infos]
-        gpus = self._learner_gpus()
-        self.learner = Learner.options(num_cpus=runtime.num_cpus_per_learner, num_gpus=gpus).remote(
-            self.config, infos[0]["observation_space"], infos[0]["action_space"], self.parameter_server
-        )
         try:
-            device = ray.get(self.learner.device_name.remote())
+            device = ray.get(self.learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
             if self.resume_state is not None:
                 ray.get(self.learner.set_state.remote(self.resume_state))
         except RayTaskError as error:
@@ -287,6 +286,7 @@ class Trainer:
         state = ray.get(self.learner.get_state.remote())
         state["counters"] = asdict(self.counters)
         state["recent_returns"] = list(self.recent_returns)
+        state["recent_lengths"] = list(self.recent_lengths)
         path = checkpoint.save(
             self.out_dir / "checkpoints",
             self.counters.learner_updates,

@@ -1,0 +1,125 @@
+"""The PPO loss on a batch built by hand, with the expected numbers worked out below."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from distrl.algos.ppo import PPO, PPOConfig, ppo_loss
+
+
+class FixedPolicy(nn.Module):
+    """pi(.|s) = softmax(logits) and V(s) = value for every s: the loss is then a function of
+    these few numbers only."""
+
+    def __init__(self, logits, value):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor(logits, dtype=torch.float64))
+        self.value = nn.Parameter(torch.tensor(value, dtype=torch.float64))
+
+    def forward(self, obs):
+        n = obs.shape[0]
+        return self.logits.expand(n, -1), self.value.expand(n)
+
+
+def hand_batch():
+    # Two actions with equal probability: log pi(a|s) = ln 0.5 for either action.
+    ratios = torch.tensor([1.5, 0.5, 1.5, 0.5, 1.1], dtype=torch.float64)
+    return {
+        "obs": torch.zeros(5, 1),
+        "actions": torch.tensor([0, 1, 0, 1, 0]),
+        "old_logp": math.log(0.5) - ratios.log(),  # so that pi / pi_old equals `ratios`
+        "old_values": torch.tensor([0.5, 1.0, 1.5, 0.95, 0.0], dtype=torch.float64),
+        "advantages": torch.tensor([2.0, 2.0, -2.0, -2.0, 1.0], dtype=torch.float64),
+        "returns": torch.tensor([2.0, 0.0, 1.0, 1.0, 3.0], dtype=torch.float64),
+    }
+
+
+def test_ppo_loss_on_hand_built_batch():
+    config = PPOConfig(normalize_advantages=False, clip_value_loss=True, vf_coef=0.5, ent_coef=0.01)
+    model = FixedPolicy([0.0, 0.0], 1.0)
+    b = hand_batch()
+    loss, stats = ppo_loss(
+        model, b["obs"], b["actions"], b["old_logp"], b["old_values"], b["advantages"], b["returns"], 0.2, config
+    )
+    # Surrogate terms -min(r A, clip(r, 0.8, 1.2) A):
+    #   r=1.5 A=2: -min(3, 2.4) = -2.4     r=0.5 A=2: -min(1, 1.6) = -1
+    #   r=1.5 A=-2: -min(-3, -2.4) = 3     r=0.5 A=-2: -min(-1, -1.6) = 1.6
+    #   r=1.1 A=1: -1.1                    mean = 0.1 / 5 = 0.02
+    assert stats["policy_loss"].item() == pytest.approx(0.02, abs=1e-12)
+    # Value terms max((V-R)^2, (V_clipped-R)^2), V = 1, V_clipped = old + clamp(V-old, +-0.2):
+    #   old .5 -> .7, R 2: max(1, 1.69) = 1.69     old 1 -> 1, R 0: 1
+    #   old 1.5 -> 1.3, R 1: max(0, .09) = .09     old .95 -> 1, R 1: 0
+    #   old 0 -> .2, R 3: max(4, 7.84) = 7.84      0.5 * mean = 0.5 * 2.124 = 1.062
+    assert stats["value_loss"].item() == pytest.approx(1.062, abs=1e-12)
+    assert stats["entropy"].item() == pytest.approx(math.log(2), abs=1e-12)
+    assert loss.item() == pytest.approx(0.02 + 0.5 * 1.062 - 0.01 * math.log(2), abs=1e-12)
+    # approx KL = mean((r - 1) - ln r); four of five ratios lie outside [0.8, 1.2].
+    expected_kl = sum((r - 1) - math.log(r) for r in [1.5, 0.5, 1.5, 0.5, 1.1]) / 5
+    assert stats["approx_kl"].item() == pytest.approx(expected_kl, abs=1e-12)
+    assert stats["clip_fraction"].item() == pytest.approx(0.8)
+
+
+def test_unclipped_value_loss():
+    config = PPOConfig(normalize_advantages=False, clip_value_loss=False)
+    b = hand_batch()
+    _, stats = ppo_loss(
+        FixedPolicy([0.0, 0.0], 1.0), b["obs"], b["actions"], b["old_logp"], b["old_values"],
+        b["advantages"], b["returns"], 0.2, config,
+    )
+    # 0.5 * mean((1-2)^2, (1-0)^2, 0, 0, (1-3)^2) = 0.5 * 6 / 5
+    assert stats["value_loss"].item() == pytest.approx(0.6, abs=1e-12)
+
+
+def test_clipped_samples_carry_no_policy_gradient():
+    """Where the ratio is clipped on the side the advantage pushes to, the surrogate is flat."""
+    config = PPOConfig(normalize_advantages=False, ent_coef=0.0, vf_coef=0.0)
+    model = FixedPolicy([0.3, -0.2], 0.0)
+    b = hand_batch()
+    with torch.no_grad():
+        logp = torch.log_softmax(model.logits, -1)[b["actions"]]
+    ratios = torch.tensor([1.5, 0.5, 1.5, 0.5, 1.1], dtype=torch.float64)
+    old_logp = logp - ratios.log()
+    clipped = [0, 3]  # r=1.5 with A>0 and r=0.5 with A<0
+    loss, _ = ppo_loss(
+        model, b["obs"][clipped], b["actions"][clipped], old_logp[clipped], b["old_values"][clipped],
+        b["advantages"][clipped], b["returns"][clipped], 0.2, config,
+    )
+    loss.backward()
+    assert torch.count_nonzero(model.logits.grad) == 0
+
+    model.logits.grad = None
+    unclipped = [1, 2, 4]
+    loss, _ = ppo_loss(
+        model, b["obs"][unclipped], b["actions"][unclipped], old_logp[unclipped], b["old_values"][unclipped],
+        b["advantages"][unclipped], b["returns"][unclipped], 0.2, config,
+    )
+    loss.backward()
+    assert torch.count_nonzero(model.logits.grad) > 0
+
+
+def test_learn_moves_probability_towards_advantaged_action():
+    """One PPO update on a batch where action 1 is always followed by reward 1 and action 0
+    by reward 0 makes action 1 more likely, and keeps the schedule's learning rate."""
+    torch.manual_seed(0)
+    model = FixedPolicy([0.0, 0.0], 0.0).float()
+    T, B = 16, 4
+    actions = torch.randint(0, 2, (T, B))
+    batch = {
+        "obs": torch.zeros(T, B, 1),
+        "actions": actions,
+        "logp": torch.full((T, B), math.log(0.5)),
+        "values": torch.zeros(T, B),
+        "rewards": actions.float(),
+        "terminated": torch.ones(T, B, dtype=torch.bool),
+        "truncated": torch.zeros(T, B, dtype=torch.bool),
+        "timeout_value": torch.zeros(T, B),
+        "bootstrap_value": torch.zeros(B),
+    }
+    ppo = PPO(PPOConfig(lr=0.01, epochs=4, num_minibatches=2, ent_coef=0.0), model, anneal_env_steps=1000)
+    stats = ppo.learn(batch, env_steps=500)
+    probs = torch.softmax(model.logits, -1)
+    assert probs[1] > 0.5 > probs[0]
+    assert stats["learning_rate"] == pytest.approx(0.005)  # half-way through the annealing
+    assert stats["gradient_steps"] == 8

@@ -1,0 +1,58 @@
+"""Checkpoint files on a real disk: atomic names, the newest K kept, weights_only loading,
+and damaged files reported without touching anything."""
+
+import pytest
+import torch
+
+from distrl import checkpoint
+from distrl.errors import CheckpointError
+
+
+def state(step):
+    return {
+        "model": {"w": torch.full((3,), float(step))},
+        "algorithm": {"optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0]}]}},
+        "version": step,
+        "counters": {"env_steps": 100 * step},
+    }
+
+
+def test_save_keeps_the_newest_and_loads_with_weights_only(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for step in range(1, 6):
+        checkpoint.save(folder, step, state(step), "algo: ppo\n", keep=2)
+    assert [p.name for p in checkpoint.list_checkpoints(folder)] == ["ckpt-00000004", "ckpt-00000005"]
+    assert not list(folder.glob(".tmp-*"))
+    path, loaded = checkpoint.load(tmp_path)  # a run folder resolves to its newest checkpoint
+    assert path.name == "ckpt-00000005"
+    assert loaded["version"] == 5 and loaded["counters"]["env_steps"] == 500
+    assert torch.equal(loaded["model"]["w"], torch.full((3,), 5.0))
+    assert loaded["config_yaml"] == "algo: ppo\n"
+
+
+def test_a_damaged_checkpoint_is_reported_and_left_alone(tmp_path):
+    folder = tmp_path / "checkpoints"
+    checkpoint.save(folder, 1, state(1), "", keep=3)
+    newest = checkpoint.save(folder, 2, state(2), "", keep=3)
+    data = (newest / "state.pt").read_bytes()
+    (newest / "state.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="unreadable.*ckpt-00000001"):
+        checkpoint.load(tmp_path)
+    assert (newest / "state.pt").read_bytes() == data[: len(data) // 2]
+    assert checkpoint.load(folder / "ckpt-00000001")[1]["version"] == 1
+
+
+def test_pickled_code_is_refused(tmp_path):
+    """weights_only=True: a checkpoint that would run code on load is rejected."""
+    folder = tmp_path / "ckpt-00000001"
+    folder.mkdir()
+    torch.save({"format": 1, "payload": CheckpointError("not a tensor")}, folder / "state.pt")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        checkpoint.load(folder)
+
+
+def test_missing_paths(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        checkpoint.load(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="No checkpoint found"):
+        checkpoint.load(tmp_path)

@@ -1,0 +1,140 @@
+"""Whole training runs through the command line, as a user starts them: a real embedded
+Ray, real worker processes, real environments, real files."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import assert_clean_error, read_progress, run_distrl
+from distrl.metrics import CONTRACT_FIELDS
+
+pytestmark = pytest.mark.slow
+
+
+def assert_contract(records):
+    for record in records:
+        missing = [field for field in CONTRACT_FIELDS if field not in record]
+        assert not missing, missing
+    steps = [r["env_steps"] for r in records]
+    assert steps == sorted(steps)
+
+
+def test_cartpole_ppo_two_workers_reaches_475_within_150k_steps(tmp_path):
+    """The learning test of the core issue. Budget: 150,000 env steps."""
+    out = tmp_path / "run"
+    result = run_distrl(
+        "train", "--env", "CartPole-v1", "--algo", "ppo", "--num-workers", "2",
+        "--stop-reward", "475", "--stop-env-steps", "150000", "--seed", "1", "--out", str(out),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_progress(out)
+    assert_contract(records)
+    last = records[-1]
+    assert last["episode_return_mean"] >= 475, last
+    assert last["env_steps"] <= 150_000 + 2 * 4 * 32  # at most one round past the budget
+    assert last["num_workers"] == 2 and last["num_nodes"] == 1 and last["policy_lag_mean"] == 0
+    assert (out / "config.yaml").is_file() and list((out / "tb").glob("events.out.tfevents.*"))
+    assert list((out / "checkpoints").glob("ckpt-*/state.pt"))
+
+
+def _rollout_worker_pids(root_pid):
+    pids = []
+    for process in psutil.Process(root_pid).children(recursive=True):
+        try:
+            if " ".join(process.cmdline()).startswith("ray::RolloutWorker"):
+                pids.append(process.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def test_killing_a_rollout_worker_does_not_stop_the_run(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distrl", "train", "--num-workers", "2", "--stop-env-steps", "30000",
+         "--out", str(out), "--set", "output.report_every_s=0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "progress.jsonl").is_file() and (out / "progress.jsonl").read_text().strip()):
+            assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first report"
+            time.sleep(0.2)
+        victims = _rollout_worker_pids(process.pid)
+        assert len(victims) == 2, victims
+        psutil.Process(victims[0]).send_signal(signal.SIGKILL)
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output[-3000:]
+    last = read_progress(out)[-1]
+    assert last["worker_restarts"] >= 1 and last["num_workers"] == 2
+    assert last["env_steps"] >= 30000
+    assert "replaced it" in output
+
+
+def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
+    out = tmp_path / "run"
+    first = run_distrl("train", "--num-workers", "2", "--stop-env-steps", "6000", "--out", str(out),
+                       "--set", "output.report_every_s=0.5")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = read_progress(out)
+    (saved,) = list((out / "checkpoints").glob("ckpt-*"))
+    meta = json.loads((saved / "meta.json").read_text())
+    assert meta["env_steps"] == before[-1]["env_steps"] and meta["learner_updates"] == before[-1]["learner_updates"]
+
+    second = run_distrl("train", "--resume", str(out), "--num-workers", "1", "--stop-env-steps", "12000",
+                        "--set", "output.report_every_s=0.5")
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = read_progress(out)[len(before):]
+    assert after, "the resumed run wrote no progress"
+    assert after[0]["env_steps"] > before[-1]["env_steps"]
+    assert after[0]["learner_updates"] > before[-1]["learner_updates"]
+    assert after[0]["episodes"] >= before[-1]["episodes"] and after[0]["time_s"] > before[-1]["time_s"]
+    assert after[-1]["env_steps"] >= 12000 and after[-1]["num_workers"] == 1
+    assert_contract(before + after)
+
+    evaluated = run_distrl("eval", str(out), "--episodes", "3")
+    assert evaluated.returncode == 0, evaluated.stderr
+    lines = dict(line.split(": ", 1) for line in evaluated.stdout.splitlines() if ": " in line)
+    assert lines["episodes"] == "3"
+    assert 1 <= float(lines["return mean"]) <= 500 and float(lines["return std"]) >= 0
+
+    # A damaged newest checkpoint: a clear error, exit 2, and nothing on disk is touched.
+    newest = sorted((out / "checkpoints").glob("ckpt-*"))[-1] / "state.pt"
+    newest.write_bytes(newest.read_bytes()[:100])
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert_clean_error(run_distrl("eval", str(out)))
+    result = run_distrl("train", "--resume", str(out), "--stop-env-steps", "20000")
+    assert_clean_error(result)
+    assert "unreadable" in result.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == kept
+
+
+def test_atari_pong_smoke_run(tmp_path):
+    pytest.importorskip("ale_py")
+    out = tmp_path / "pong"
+    result = run_distrl(
+        "train", "--env", "ALE/Pong-v5", "--num-workers", "2", "--stop-env-steps", "3000", "--out", str(out),
+        "--set", "runtime.envs_per_worker=4", "runtime.fragment_length=64", "output.report_every_s=1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_progress(out)
+    assert_contract(records)
+    last = records[-1]
+    assert last["env_steps"] >= 3000 and last["env_frames"] == 4 * last["env_steps"]
+    assert (out / "config.yaml").read_text().count("kind: cnn") == 1
+
+
+def test_no_stop_rule_means_the_env_reward_threshold():
+    result = run_distrl("train", "--print-config")
+    assert result.returncode == 0
+    assert "reward: 475.0" in result.stdout and "reward threshold" in result.stdout
