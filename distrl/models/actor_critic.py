@@ -34,9 +34,14 @@ class ActorCritic(nn.Module):
         policy: the action, its log-probability and the value estimate."""
         logits, value = self(obs)
         log_probs = logits.log_softmax(-1)
-        # multinomial on the probabilities is Categorical.sample without its per-call checks,
-        # which cost more than the network on small models.
-        action = logits.argmax(-1) if greedy else torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+        if greedy:
+            action = logits.argmax(-1)
+        else:
+            # Gumbel-max trick: argmax(logits + Gumbel noise) is a sample of softmax(logits).
+            # It is several times cheaper than torch.multinomial or Categorical.sample, which
+            # on small models cost more than the network itself.
+            gumbel = -torch.empty_like(logits).exponential_().log()
+            action = (logits + gumbel).argmax(-1)
         logp = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         return {"actions": action, "logp": logp, "values": value}
 

@@ -188,9 +188,19 @@ class Trainer:
 
     # ---------------------------------------------------------------- learner
 
+    def _learner_died(self, error: BaseException) -> DistrlError:
+        latest = checkpoint.latest(self.out_dir)
+        where = f"the newest checkpoint is {latest}; continue with --resume {self.out_dir}" if latest else "no checkpoint was written yet"
+        return DistrlError(
+            f"The learner process died ({str(error).strip().splitlines()[0]}); the run cannot go on "
+            f"without it. {where[0].upper() + where[1:]}."
+        )
+
     def _finish_update(self, update_ref: Any) -> None:
         try:
             stats = ray.get(update_ref)
+        except RayActorError as error:
+            raise self._learner_died(error) from None
         except RayTaskError as error:
             raise unwrap_task_error(error) from None
         self.counters.learner_updates += 1
@@ -283,7 +293,10 @@ class Trainer:
         self._lags = []
 
     def _checkpoint(self) -> Path:
-        state = ray.get(self.learner.get_state.remote())
+        try:
+            state = ray.get(self.learner.get_state.remote())
+        except RayActorError as error:
+            raise self._learner_died(error) from None
         state["counters"] = asdict(self.counters)
         state["recent_returns"] = list(self.recent_returns)
         state["recent_lengths"] = list(self.recent_lengths)

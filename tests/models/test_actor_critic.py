@@ -1,0 +1,42 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from distrl.config import resolve
+from distrl.errors import ConfigError
+from distrl.models import ActorCritic, build_model
+from distrl.models.mlp import MLP
+
+
+def test_sampled_actions_follow_the_softmax_of_the_logits():
+    """act() samples with the Gumbel-max trick; its frequencies must match softmax(logits)
+    (each within 5 standard errors over 200k draws) and logp must be log softmax."""
+    torch.manual_seed(0)
+    model = ActorCritic(MLP(1, [4]), None, 3)
+    logits = torch.tensor([[0.0, 1.0, -1.5]])
+    model.policy_head.weight.data.zero_()
+    model.policy_head.bias.data.copy_(logits[0])
+    n = 200_000
+    out = model.act(torch.zeros(n, 1))
+    expected = torch.softmax(logits[0], -1).numpy()
+    counts = np.bincount(out["actions"].numpy(), minlength=3) / n
+    stderr = np.sqrt(expected * (1 - expected) / n)
+    assert np.all(np.abs(counts - expected) < 5 * stderr), (counts, expected)
+    np.testing.assert_allclose(out["logp"].numpy(), np.log(expected)[out["actions"].numpy()], rtol=1e-5)
+    greedy = model.act(torch.zeros(5, 1), greedy=True)["actions"]
+    assert greedy.tolist() == [1] * 5
+
+
+def test_build_model_picks_the_network_from_the_spaces():
+    config = resolve({})
+    mlp = build_model(config.model, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+    logits, value = mlp(torch.zeros(3, 4))
+    assert logits.shape == (3, 2) and value.shape == (3,)
+    assert mlp.value_trunk is not None  # vector preset: separate trunks
+    cnn = build_model(resolve({"model": {"kind": "auto"}}).model, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8),
+                      gym.spaces.Discrete(6))
+    logits, value = cnn(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))
+    assert logits.shape == (2, 6) and value.shape == (2,) and cnn.value_trunk is None
+    with pytest.raises(ConfigError, match="discrete actions"):
+        build_model(config.model, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)))
