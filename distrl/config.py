@@ -326,12 +326,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def preset_for(algo: str, env_id: str) -> dict[str, Any]:
     """The algorithm's preset for the family of ``env_id`` ("pixels" or "vector")."""
-    from distrl.envs import family_of
+    from distrl.envs import uses_pixels
 
     spec = ALGORITHMS.get(algo)
     if spec is None:
         return {}
-    kind = "pixels" if family_of(env_id).pixels else "vector"
+    kind = "pixels" if uses_pixels(env_id) else "vector"
     return copy.deepcopy(spec.presets.get(kind, {}))
 
 

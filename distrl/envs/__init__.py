@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 import gymnasium as gym
 
-from distrl.envs import atari, classic
+from distrl.envs import atari, classic, doom, retro, teaching
 from distrl.envs.wrappers import SeedFirstReset
 from distrl.errors import EnvironmentNotAvailable
 
@@ -22,7 +22,7 @@ from distrl.errors import EnvironmentNotAvailable
 class Family:
     name: str
     description: str
-    pixels: bool  # image observations: the "pixels" presets and the CNN apply
+    pixels: Callable[[str], bool]  # image observations for this id: the "pixels" presets apply
     make: Callable[..., gym.Env]
     defaults: dict[str, Any]
     example_ids: tuple[str, ...]
@@ -37,7 +37,7 @@ FAMILIES: dict[str, Family] = {
     "atari": Family(
         name="atari",
         description="Atari 2600 games through ale-py, DeepMind preprocessing",
-        pixels=True,
+        pixels=lambda env_id: True,
         make=atari.make,
         defaults=atari.DEFAULTS,
         example_ids=("ALE/Pong-v5", "ALE/Breakout-v5", "ALE/SpaceInvaders-v5"),
@@ -45,10 +45,38 @@ FAMILIES: dict[str, Family] = {
         eval_options=atari.EVAL_OPTIONS,
         frame_skip_option="frame_skip",
     ),
+    "doom": Family(
+        name="doom",
+        description="Doom scenarios through ViZDoom, headless",
+        pixels=lambda env_id: True,
+        make=doom.make,
+        defaults=doom.DEFAULTS,
+        example_ids=tuple(doom.SCENARIOS.values()),
+        install="pip install 'distrl[doom]'",
+        frame_skip_option="frame_skip",
+    ),
+    "retro": Family(
+        name="retro",
+        description="console games through stable-retro, one emulator process per copy",
+        pixels=lambda env_id: True,
+        make=retro.make,
+        defaults=retro.DEFAULTS,
+        example_ids=("retro/Airstriker-Genesis-v0", "retro/SonicTheHedgehog-Genesis-v0", "retro/SuperMarioBros-Nes-v0"),
+        install="pip install 'distrl[retro]'; other ROMs: python -m stable_retro.import DIR",
+        frame_skip_option="frame_skip",
+    ),
+    "distrl": Family(
+        name="distrl",
+        description="distrl's own teaching environments",
+        pixels=teaching.is_pixels,
+        make=teaching.make,
+        defaults={},
+        example_ids=tuple(teaching.IDS),
+    ),
     "classic": Family(
         name="classic",
         description="any gymnasium.make id: classic control, toy text, ...",
-        pixels=False,
+        pixels=lambda env_id: False,
         make=classic.make,
         defaults=classic.DEFAULTS,
         example_ids=("CartPole-v1", "MountainCar-v0", "Acrobot-v1", "FrozenLake-v1"),
@@ -60,6 +88,12 @@ def family_of(env_id: str) -> Family:
     """The family an id belongs to; ids no family claims are plain gymnasium ids."""
     if env_id.startswith("ALE/"):
         return FAMILIES["atari"]
+    if env_id.startswith(retro.PREFIX):
+        return FAMILIES["retro"]
+    if env_id.startswith("distrl/"):
+        return FAMILIES["distrl"]
+    if doom.is_doom_id(env_id):
+        return FAMILIES["doom"]
     if env_id not in gym.registry:
         try:  # ale-py's own older ids (PongNoFrameskip-v4, ...) are registered on import
             atari.register()
@@ -68,6 +102,10 @@ def family_of(env_id: str) -> Family:
     if atari.is_atari_id(env_id):
         return FAMILIES["atari"]
     return FAMILIES["classic"]
+
+
+def uses_pixels(env_id: str) -> bool:
+    return family_of(env_id).pixels(env_id)
 
 
 def frames_per_step(env_id: str, options: dict[str, Any]) -> int:
@@ -90,8 +128,10 @@ def _unknown_id(env_id: str) -> EnvironmentNotAvailable:
 def check_id(env_id: str) -> Family:
     """Fail early, before any process starts, on an id no family or gymnasium knows."""
     family = family_of(env_id)
-    if family.name == "atari":
-        atari.register()
+    if family.name == "retro":
+        retro.check_game(env_id)  # retro ids are not in gymnasium's registry
+        return family
+    {"atari": atari.register, "doom": doom.register, "distrl": teaching.register}.get(family.name, lambda: None)()
     if env_id not in gym.registry:
         raise _unknown_id(env_id)
     return family
@@ -100,6 +140,8 @@ def check_id(env_id: str) -> Family:
 def make_env(env_id: str, seed: Optional[int] = None, **options: Any) -> gym.Env:
     """Build ``env_id`` with its family's preprocessing; ``options`` override the defaults."""
     family = family_of(env_id)
+    if family.name in ("doom", "distrl"):
+        check_id(env_id)  # an unknown id in these namespaces gets the did-you-mean message
     try:
         env = family.make(env_id, **options)
     except gym.error.Error as error:
@@ -115,4 +157,6 @@ def make_env(env_id: str, seed: Optional[int] = None, **options: Any) -> gym.Env
     return SeedFirstReset(env, seed)
 
 
-__all__ = ["FAMILIES", "Family", "check_id", "family_of", "frames_per_step", "make_env"]
+teaching.register()  # gymnasium.make("distrl/...") works once distrl.envs is imported
+
+__all__ = ["FAMILIES", "Family", "check_id", "family_of", "frames_per_step", "make_env", "uses_pixels"]

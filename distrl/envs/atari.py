@@ -8,7 +8,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from distrl.envs.wrappers import EpisodeStats, FrameStack, ResizeFrame, check_options
+from distrl.envs.wrappers import EpisodeStats, FrameStack, MaxAndSkip, ResizeFrame, check_options
 from distrl.errors import EnvironmentNotAvailable
 
 DEFAULTS = {
@@ -64,32 +64,6 @@ class NoopReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if terminated or truncated:
                 obs, info = self.env.reset()
         return obs, info
-
-
-class MaxAndSkip(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Repeats the action ``skip`` frames, sums the rewards, and returns the pixel-wise max
-    of the last two frames (Atari sprites flicker between frames)."""
-
-    def __init__(self, env: gym.Env, skip: int):
-        gym.utils.RecordConstructorArgs.__init__(self, skip=skip)
-        gym.Wrapper.__init__(self, env)
-        self.skip = skip
-        self._frames = np.zeros((2, *env.observation_space.shape), dtype=np.uint8)
-
-    def step(self, action):
-        total = 0.0
-        terminated = truncated = False
-        info = {}
-        for i in range(self.skip):
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            total += float(reward)
-            if i >= self.skip - 2:
-                self._frames[i - (self.skip - 2)] = obs
-            if terminated or truncated:
-                # The episode ended before the last two frames: max with the newest frame only.
-                self._frames[:] = obs
-                break
-        return self._frames.max(axis=0), total, terminated, truncated, info
 
 
 class EpisodicLife(gym.Wrapper, gym.utils.RecordConstructorArgs):

@@ -71,24 +71,29 @@ class OneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
 
 class ResizeFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
-    """Resizes frames to ``size x size`` with area interpolation. Gray frames ``[H, W]`` stay
-    2-D; colour frames ``[H, W, 3]`` become channel-first ``[3, size, size]``. Optionally
-    converts colour to gray first."""
+    """Resizes frames to ``size x size``. Gray frames (``[H, W]``, ``[H, W, 1]`` or
+    ``[1, H, W]``) come out 2-D; colour frames ``[H, W, 3]`` come out channel-first
+    ``[3, size, size]``, or gray with ``to_gray``. Area interpolation by default; "nearest"
+    keeps the hard edges of tiny grid games when scaling up."""
 
-    def __init__(self, env: gym.Env, size: int = 84, to_gray: bool = False):
-        gym.utils.RecordConstructorArgs.__init__(self, size=size, to_gray=to_gray)
+    def __init__(self, env: gym.Env, size: int = 84, to_gray: bool = False, interpolation: str = "area"):
+        gym.utils.RecordConstructorArgs.__init__(self, size=size, to_gray=to_gray, interpolation=interpolation)
         gym.ObservationWrapper.__init__(self, env)
         self.size = size
         self.to_gray = to_gray
+        self.interpolation = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}[interpolation]
         shape = env.observation_space.shape
-        color = len(shape) == 3 and shape[-1] == 3 and not to_gray
-        out_shape = (3, size, size) if color else (size, size)
+        self.color = len(shape) == 3 and shape[-1] == 3 and not to_gray
+        out_shape = (3, size, size) if self.color else (size, size)
         self.observation_space = gym.spaces.Box(0, 255, out_shape, np.uint8)
 
     def observation(self, frame: np.ndarray) -> np.ndarray:
-        if self.to_gray and frame.ndim == 3:
-            frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        frame = cv2.resize(frame, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        if frame.ndim == 3 and frame.shape[-1] == 3:
+            if not self.color:
+                frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        elif frame.ndim == 3:  # a single channel, first or last
+            frame = frame[0] if frame.shape[0] == 1 else frame[..., 0]
+        frame = cv2.resize(frame, (self.size, self.size), interpolation=self.interpolation)
         if frame.ndim == 3:
             frame = np.ascontiguousarray(frame.transpose(2, 0, 1))
         return frame
@@ -122,6 +127,71 @@ class FrameStack(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._stack[:-c] = self._stack[c:]
         self._stack[-c:] = frame.reshape(c, *self._stack.shape[1:])
         return self._stack.copy(), reward, terminated, truncated, info
+
+
+class MaxAndSkip(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Repeats the action ``skip`` frames, sums the rewards, and returns the pixel-wise max
+    of the last two frames (Atari sprites flicker between frames; for other games the max
+    of two consecutive frames is harmless)."""
+
+    def __init__(self, env: gym.Env, skip: int):
+        gym.utils.RecordConstructorArgs.__init__(self, skip=skip)
+        gym.Wrapper.__init__(self, env)
+        self.skip = skip
+        self._frames = np.zeros((2, *env.observation_space.shape), dtype=np.uint8)
+
+    def step(self, action):
+        total = 0.0
+        terminated = truncated = False
+        info = {}
+        for i in range(self.skip):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if i >= self.skip - 2:
+                self._frames[i - (self.skip - 2)] = obs
+            if terminated or truncated:
+                # The episode ended before the last two frames: max with the newest frame only.
+                self._frames[:] = obs
+                break
+        return self._frames.max(axis=0), total, terminated, truncated, info
+
+
+class RewardScale(gym.RewardWrapper, gym.utils.RecordConstructorArgs):
+    """Multiplies rewards by ``scale``. Placed above EpisodeStats, so reported returns stay
+    game scores."""
+
+    def __init__(self, env: gym.Env, scale: float):
+        gym.utils.RecordConstructorArgs.__init__(self, scale=scale)
+        gym.RewardWrapper.__init__(self, env)
+        self.scale = scale
+
+    def reward(self, reward):
+        return float(reward) * self.scale
+
+
+class ButtonCombos(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """A discrete action set over a pad of binary buttons: action ``i`` presses the buttons
+    of ``combos[i]`` (a list of button names; an empty list presses nothing)."""
+
+    def __init__(self, env: gym.Env, buttons: list[str], combos: list[list[str]]):
+        gym.utils.RecordConstructorArgs.__init__(self, buttons=buttons, combos=combos)
+        gym.ActionWrapper.__init__(self, env)
+        from distrl.errors import ConfigError
+
+        self.combos = [list(combo) for combo in combos]
+        self._presses = np.zeros((len(combos), len(buttons)), dtype=env.action_space.dtype or np.int8)
+        for i, combo in enumerate(self.combos):
+            for button in combo:
+                if button not in buttons:
+                    raise ConfigError(
+                        f"Button {button!r} in action {combo} is not on this game's pad; its buttons are "
+                        f"{[b for b in buttons if b]}."
+                    )
+                self._presses[i, buttons.index(button)] = 1
+        self.action_space = gym.spaces.Discrete(len(combos))
+
+    def action(self, action):
+        return self._presses[int(action)].copy()
 
 
 def check_options(family: str, options: dict[str, Any], known: dict[str, Any]) -> None:

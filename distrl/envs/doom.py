@@ -1,0 +1,92 @@
+"""Doom scenarios through ViZDoom's own gymnasium environments (``VizdoomBasic-v1``, ...).
+
+Preprocessing: the engine repeats each action for 4 tics (frame skip 4), the screen is
+rendered gray at 160x120 and resized to 84x84, 4 frames are stacked, and the buttons are
+offered as a discrete set of combinations (every combination of at most
+``max_buttons_pressed`` buttons, or an explicit ``actions`` list). No window is ever opened.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from distrl.envs.wrappers import ButtonCombos, EpisodeStats, FrameStack, ResizeFrame, RewardScale, check_options
+from distrl.errors import EnvironmentNotAvailable
+
+# The scenarios of the ViZDoom paper and its follow-ups, by their gymnasium ids.
+SCENARIOS = {
+    "basic": "VizdoomBasic-v1",
+    "defend_the_center": "VizdoomDefendCenter-v1",
+    "defend_the_line": "VizdoomDefendLine-v1",
+    "health_gathering": "VizdoomHealthGathering-v1",
+    "deadly_corridor": "VizdoomDeadlyCorridor-v1",
+    "my_way_home": "VizdoomMyWayHome-v1",
+    "take_cover": "VizdoomTakeCover-v1",
+    "predict_position": "VizdoomPredictPosition-v1",
+}
+
+DEFAULTS: dict[str, Any] = {
+    "frame_skip": 4,
+    "screen_size": 84,
+    "grayscale": True,
+    "frame_stack": 4,
+    "resolution": "RES_160X120",  # the engine's render size, before resizing
+    "max_buttons_pressed": 2,  # actions: every combination of at most this many buttons
+    "actions": None,  # or an explicit list of button combos, e.g. [["ATTACK"], ["TURN_LEFT", "ATTACK"]]
+    "reward_scale": 1.0,
+}
+
+
+def register() -> None:
+    try:
+        import vizdoom.gymnasium_wrapper  # noqa: F401  (registers the Vizdoom* ids)
+    except ImportError:
+        raise EnvironmentNotAvailable(
+            "Doom environments need vizdoom, which is not installed. Install it with "
+            "`pip install 'distrl[doom]'` (it ships the scenarios and the freedoom game data)."
+        ) from None
+
+
+def is_doom_id(env_id: str) -> bool:
+    return env_id.startswith("Vizdoom")
+
+
+class Screen(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Keeps the screen buffer of ViZDoom's dict observation (``[H, W, C]`` uint8)."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        self.observation_space = env.observation_space["screen"]
+
+    def observation(self, observation):
+        return observation["screen"]
+
+
+def make(env_id: str, **options) -> gym.Env:
+    check_options("doom", options, DEFAULTS)
+    opts = {**DEFAULTS, **options}
+    register()
+    explicit = opts["actions"] is not None
+    env = gym.make(
+        env_id,
+        frame_skip=opts["frame_skip"],
+        # 0 exposes the raw buttons (MultiBinary) for an explicit combo list.
+        max_buttons_pressed=0 if explicit else opts["max_buttons_pressed"],
+        screen_format="GRAY8" if opts["grayscale"] else "RGB24",
+        screen_resolution=opts["resolution"],
+        disable_env_checker=True,
+    )
+    if explicit:
+        buttons = [str(b).split(".")[-1] for b in env.unwrapped.game.get_available_buttons()]
+        env = ButtonCombos(env, buttons, opts["actions"])
+    env = Screen(env)
+    env = EpisodeStats(env)
+    if opts["reward_scale"] != 1.0:
+        env = RewardScale(env, opts["reward_scale"])
+    env = ResizeFrame(env, opts["screen_size"])
+    if opts["frame_stack"] > 1:
+        env = FrameStack(env, opts["frame_stack"])
+    return env

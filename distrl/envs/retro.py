@@ -1,0 +1,170 @@
+"""Sega, Nintendo and other console games through stable-retro, as ``retro/<Game>`` ids
+(``retro/SonicTheHedgehog-Genesis-v0``, option ``state=GreenHillZone.Act1``).
+
+Preprocessing: frame skip 4, 84x84 gray, 4-frame stack, a discrete action set of button
+combinations chosen per game, a per-game reward scale. stable-retro allows one emulator per
+process, so each copy runs in its own child process (``subprocess=True``, the default).
+Airstriker-Genesis-v0 ships with stable-retro; other games need their ROM imported with
+``python -m stable_retro.import DIR``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from typing import Any, Optional
+
+import gymnasium as gym
+
+from distrl.envs.wrappers import (
+    ButtonCombos,
+    EpisodeStats,
+    FrameStack,
+    MaxAndSkip,
+    ResizeFrame,
+    RewardScale,
+    check_options,
+)
+from distrl.errors import EnvironmentNotAvailable
+
+PREFIX = "retro/"
+
+DEFAULTS: dict[str, Any] = {
+    "state": None,  # None: the game's default start state
+    "frame_skip": 4,
+    "screen_size": 84,
+    "grayscale": True,
+    "frame_stack": 4,
+    "actions": None,  # a list of button combos, e.g. [["LEFT"], ["RIGHT", "B"]]; None: the game's set
+    "reward_scale": None,  # None: the game's default (0.01 for Sonic, else 1)
+    "progress_only": False,  # reward only new progress: no penalty for going back (Sonic)
+    "max_episode_steps": 4500,  # agent steps (18,000 frames, 5 minutes at 60 fps)
+    "subprocess": True,  # each copy in its own process (stable-retro allows one emulator per process)
+}
+
+# The 7 combos of the OpenAI Retro Contest baselines (Nichol et al. 2018, "Gotta Learn Fast").
+SONIC_ACTIONS = [["LEFT"], ["RIGHT"], ["LEFT", "DOWN"], ["RIGHT", "DOWN"], ["DOWN"], ["DOWN", "B"], ["B"]]
+# gym-super-mario-bros' SIMPLE_MOVEMENT on the NES pad: A jumps, B runs.
+MARIO_ACTIONS = [[], ["RIGHT"], ["RIGHT", "A"], ["RIGHT", "B"], ["RIGHT", "A", "B"], ["A"], ["LEFT"]]
+# Buttons that pause or configure the console rather than play.
+SYSTEM_BUTTONS = {None, "MODE", "START", "SELECT"}
+
+
+def game_of(env_id: str) -> str:
+    return env_id[len(PREFIX) :]
+
+
+def default_actions(game: str, buttons: list[Optional[str]]) -> list[list[str]]:
+    if game.startswith("SonicTheHedgehog") or game.startswith("SonicAndKnuckles"):
+        return SONIC_ACTIONS
+    if game.startswith("SuperMarioBros") and game.endswith("-Nes-v0"):
+        return MARIO_ACTIONS
+    # Generic: nothing pressed, or one playing button.
+    return [[]] + [[button] for button in buttons if button not in SYSTEM_BUTTONS]
+
+
+def default_reward_scale(game: str) -> float:
+    return 0.01 if game.startswith("Sonic") else 1.0
+
+
+def _stable_retro():
+    try:
+        import stable_retro
+    except ImportError:
+        raise EnvironmentNotAvailable(
+            "Console games need stable-retro, which is not installed. Install it with "
+            "`pip install 'distrl[retro]'`."
+        ) from None
+    return stable_retro
+
+
+def check_game(env_id: str) -> None:
+    """Fail early with the fix: an unknown game names the nearest known ones, a game whose
+    ROM is missing names the import command."""
+    stable_retro = _stable_retro()
+    data = stable_retro.data
+    game = game_of(env_id)
+    known = data.list_games(data.Integrations.ALL)
+    if game not in known:
+        close = difflib.get_close_matches(game, known, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(PREFIX + c) for c in close)}?" if close else ""
+        raise EnvironmentNotAvailable(
+            f"stable-retro has no game {game!r}.{hint} Ids are 'retro/<Game>-<System>-v0'; "
+            f"`python -c \"import stable_retro; print(stable_retro.data.list_games())\"` lists them."
+        )
+    try:
+        data.get_romfile_path(game, data.Integrations.ALL)
+    except FileNotFoundError:
+        raise EnvironmentNotAvailable(
+            f"The ROM of {game} is not imported, so stable-retro cannot run it. stable-retro ships "
+            f"only a few free ROMs (Airstriker-Genesis-v0); for other games, put your own ROM files "
+            f"in a folder and run `python -m stable_retro.import DIR` (Sega Genesis classics bought "
+            f"on Steam: `python -m stable_retro.scripts.import_sega_classics`). Then run again."
+        ) from None
+
+
+def _check_state(game: str, state: Optional[str]) -> None:
+    if state is None:
+        return
+    states = _stable_retro().data.list_states(game, _stable_retro().data.Integrations.ALL)
+    if state not in states:
+        raise EnvironmentNotAvailable(f"{game} has no state {state!r}; its states are {states}.")
+
+
+def make_local(env_id: str, options: dict[str, Any]) -> gym.Env:
+    """The preprocessed env in this process (the child's side when ``subprocess`` is on)."""
+    stable_retro = _stable_retro()
+    game = game_of(env_id)
+    check_game(env_id)
+    _check_state(game, options["state"])
+    kwargs = {"render_mode": None}  # any other mode opens a window
+    if options["state"] is not None:
+        kwargs["state"] = options["state"]
+    env = stable_retro.make(game, **kwargs)
+    buttons = list(env.unwrapped.buttons)
+    env = ButtonCombos(env, buttons, options["actions"] or default_actions(game, buttons))
+    env = MaxAndSkip(env, options["frame_skip"])
+    if options["max_episode_steps"]:
+        env = gym.wrappers.TimeLimit(env, options["max_episode_steps"])
+    env = EpisodeStats(env)
+    if options["progress_only"]:
+        env = ProgressOnly(env)
+    scale = options["reward_scale"] if options["reward_scale"] is not None else default_reward_scale(game)
+    if scale != 1.0:
+        env = RewardScale(env, scale)
+    env = ResizeFrame(env, options["screen_size"], to_gray=options["grayscale"])
+    if options["frame_stack"] > 1:
+        env = FrameStack(env, options["frame_stack"])
+    return env
+
+
+class ProgressOnly(gym.RewardWrapper, gym.utils.RecordConstructorArgs):
+    """Rewards only progress beyond the best so far in the episode: going back costs nothing,
+    and returning to where one was earns nothing (the Retro Contest's "allow backtracking")."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.RewardWrapper.__init__(self, env)
+        self._total = 0.0
+        self._best = 0.0
+
+    def reset(self, **kwargs):
+        self._total = self._best = 0.0
+        return self.env.reset(**kwargs)
+
+    def reward(self, reward):
+        self._total += float(reward)
+        gained = max(0.0, self._total - self._best)
+        self._best = max(self._best, self._total)
+        return gained
+
+
+def make(env_id: str, **options) -> gym.Env:
+    check_options("retro", options, DEFAULTS)
+    opts = {**DEFAULTS, **options}
+    check_game(env_id)  # in this process, so a missing ROM is reported before a child starts
+    if opts["subprocess"]:
+        from distrl.envs.subprocess_env import SubprocessEnv
+
+        return SubprocessEnv(functools.partial(make_local, env_id, opts), name=env_id)
+    return make_local(env_id, opts)
