@@ -61,7 +61,9 @@ def save(checkpoint_dir: Path, number: int, state: dict[str, Any], config_yaml: 
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    for old in list_checkpoints(checkpoint_dir)[:-keep]:
+    # Keep the newest `keep`, counting the one just written; never touch a newer one.
+    older = [p for p in list_checkpoints(checkpoint_dir) if _number(p) < number]
+    for old in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -105,6 +107,10 @@ def load(path: str | Path) -> tuple[Path, dict[str, Any]]:
             f"this distrl reads format {FORMAT_VERSION}."
         )
     return folder, state
+
+
+def number_of(path: Path) -> int:
+    return _number(path)
 
 
 def latest(run_dir: Path) -> Optional[Path]:

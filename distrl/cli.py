@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import yaml
 
-from distrl.errors import DistrlError
+from distrl.errors import ConfigError, DistrlError
 
 # Flags that are shortcuts for config keys; --set reaches every other key.
 TRAIN_FLAGS = {
@@ -73,10 +73,13 @@ def _user_config(args: argparse.Namespace) -> tuple[dict[str, Any], Optional[dic
     state = None
     folder = None
     if args.resume:
+        if args.config:
+            raise ConfigError("--resume continues a run with its own config; drop --config (use --set to change keys).")
         folder, state = checkpoint.load(args.resume)
         user = yaml.safe_load(state["config_yaml"]) or {}
-        if args.config:
-            raise DistrlError("--resume continues a run with its own config; drop --config (use --set to change keys).")
+        # The output folder is where the checkpoint lies now (or --out), not where the run
+        # was first written: run folders may be moved or copied.
+        (user.get("output") or {}).pop("dir", None)
     else:
         user = load_yaml(args.config) if args.config else {}
     for flag, key in TRAIN_FLAGS.items():
@@ -104,6 +107,51 @@ def _default_stop(config) -> Optional[str]:
     return f"no stop rule set: stopping at {config.env.id}'s reward threshold, mean return >= {threshold}"
 
 
+def _check_resume_compatible(config, state: dict[str, Any]) -> None:
+    """A resumed run keeps what its weights were trained for."""
+    from distrl.config import resolve
+
+    saved = resolve(yaml.safe_load(state["config_yaml"]) or {})
+    for name, before, after in (
+        ("algo", saved.algo, config.algo),
+        ("env.id", saved.env.id, config.env.id),
+        ("model", saved.model, config.model),
+    ):
+        if before != after:
+            raise ConfigError(
+                f"--resume keeps the run's {name} ({before!r}), but this command asks for {after!r}. "
+                f"Start a new run to train a different {name}."
+            )
+
+
+def _output_folder(config, resumed_from: Optional[Path]) -> Path:
+    """Where this run writes. A new run never writes into a folder that holds another run;
+    a resumed run continues in its own folder, from its newest checkpoint only."""
+    from distrl import checkpoint
+
+    if config.output.dir:
+        out_dir = Path(config.output.dir)
+    elif resumed_from is not None and resumed_from.parent.name == "checkpoints":
+        out_dir = resumed_from.parent.parent
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out_dir = Path("runs") / f"{config.env.id.replace('/', '_')}-{config.algo}-{stamp}"
+    newest = checkpoint.latest(out_dir)
+    holds_run = (out_dir / "progress.jsonl").is_file() or newest is not None
+    if resumed_from is None and holds_run:
+        raise ConfigError(
+            f"{str(out_dir)!r} already holds a run. Continue it with `distrl train --resume {out_dir}`, "
+            f"or choose another --out."
+        )
+    if resumed_from is not None and newest is not None and newest.resolve() != resumed_from.resolve():
+        if checkpoint.number_of(newest) > checkpoint.number_of(resumed_from) or out_dir.resolve() != resumed_from.parent.parent.resolve():
+            raise ConfigError(
+                f"Resuming {str(resumed_from)!r} into {str(out_dir)!r} would write over its newer checkpoints "
+                f"(newest: {newest.name}). Resume from {str(newest)!r}, or pass --out NEW_FOLDER to branch off."
+            )
+    return out_dir
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from distrl.config import resolve
 
@@ -118,13 +166,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"# {note}")
         sys.stdout.write(config.to_yaml())
         return 0
-    if config.output.dir:
-        out_dir = Path(config.output.dir)
-    elif folder is not None:
-        out_dir = folder.parent.parent  # resume into the run the checkpoint belongs to
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out_dir = Path("runs") / f"{config.env.id.replace('/', '_')}-{config.algo}-{stamp}"
+    if state is not None:
+        _check_resume_compatible(config, state)
+    out_dir = _output_folder(config, folder)
     config.output.dir = str(out_dir)
 
     if not config.runtime.address:

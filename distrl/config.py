@@ -338,7 +338,7 @@ def preset_for(algo: str, env_id: str) -> dict[str, Any]:
 def resolve(user: dict[str, Any]) -> Config:
     """Build the Config for ``user``'s nested values on top of defaults and the preset."""
     algo = user.get("algo", Config.algo)
-    if algo not in ALGORITHMS:
+    if not isinstance(algo, str) or algo not in ALGORITHMS:
         close = difflib.get_close_matches(str(algo), list(ALGORITHMS), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ConfigError(
@@ -346,6 +346,8 @@ def resolve(user: dict[str, Any]) -> Config:
         )
     env_section = user.get("env")
     env_id = env_section.get("id", EnvConfig.id) if isinstance(env_section, dict) else EnvConfig.id
+    if not isinstance(env_id, str):
+        raise ConfigError(f"Config key 'env.id' expects an environment id string, got {env_id!r}.")
     merged = deep_merge(preset_for(algo, env_id), user)
     config = _build(Config, merged, "", _valid_keys(Config))
     validate(config)
@@ -359,7 +361,15 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
 
 def validate(config: Config) -> None:
     """Range checks that types alone don't catch."""
+    _positive("seed", config.seed, allow_zero=True)
+    if not config.model.hidden_sizes or min(config.model.hidden_sizes) < 1:
+        raise ConfigError(f"Config key 'model.hidden_sizes' needs one or more sizes >= 1, got {config.model.hidden_sizes}.")
     runtime = config.runtime
+    if runtime.num_workers == "auto" and runtime.num_cpus_per_worker <= 0:
+        raise ConfigError(
+            "runtime.num_workers=auto counts workers by runtime.num_cpus_per_worker, which is 0; "
+            "give workers a CPU share (> 0) or a fixed runtime.num_workers."
+        )
     if runtime.num_workers != "auto":
         _positive("runtime.num_workers", runtime.num_workers)
     _positive("runtime.envs_per_worker", runtime.envs_per_worker)

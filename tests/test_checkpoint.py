@@ -56,3 +56,11 @@ def test_missing_paths(tmp_path):
         checkpoint.load(tmp_path / "nope")
     with pytest.raises(CheckpointError, match="No checkpoint found"):
         checkpoint.load(tmp_path)
+
+
+def test_pruning_never_removes_a_newer_checkpoint(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for step in (5, 6, 7):
+        checkpoint.save(folder, step, state(step), "", keep=2)
+    checkpoint.save(folder, 3, state(3), "", keep=2)  # an older number written later
+    assert [p.name for p in checkpoint.list_checkpoints(folder)] == ["ckpt-00000003", "ckpt-00000006", "ckpt-00000007"]

@@ -26,8 +26,9 @@ class PPOConfig:
     ``PRESETS`` below replace them for pixel and vector environments."""
 
     lr: float = 2.5e-4
-    # "linear": lr (and the clip range, if clip_decay) fall linearly to 0 over
-    # anneal_env_steps, or over stop.env_steps when anneal_env_steps is not set; "constant".
+    # "linear": lr (and the clip range, if clip_decay) fall linearly to 0 over the run's
+    # env-step budget (stop.env_steps), or over anneal_env_steps when the run has no such
+    # budget (None then: constant); "constant".
     lr_schedule: str = field(default="linear", metadata={"choices": ("linear", "constant")})
     anneal_env_steps: Optional[int] = None
     adam_eps: float = 1e-5

@@ -141,6 +141,8 @@ class MaxAndSkip(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._frames = np.zeros((2, *env.observation_space.shape), dtype=np.uint8)
 
     def step(self, action):
+        if self.skip == 1:
+            return self.env.step(action)
         total = 0.0
         terminated = truncated = False
         info = {}
@@ -194,13 +196,18 @@ class ButtonCombos(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         return self._presses[int(action)].copy()
 
 
+# Image options shared by the pixel families, and the smallest value each accepts.
+_MINIMUM = {"frame_skip": 1, "frame_stack": 1, "screen_size": 8, "noop_max": 0, "max_episode_steps": 0}
+
+
 def check_options(family: str, options: dict[str, Any], known: dict[str, Any]) -> None:
-    """Rejects an option the family does not have, naming the nearest one."""
+    """Rejects an option the family does not have, naming the nearest one, and a frame
+    option that is not a whole number in range."""
     from difflib import get_close_matches
 
     from distrl.errors import ConfigError
 
-    for key in options:
+    for key, value in options.items():
         if key not in known:
             close = get_close_matches(key, list(known), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -208,3 +215,8 @@ def check_options(family: str, options: dict[str, Any], known: dict[str, Any]) -
                 f"'{key}' is not an option of the {family} environments.{hint} "
                 f"Options and defaults: {', '.join(f'{k}={v!r}' for k, v in known.items())}."
             )
+        if key in _MINIMUM and value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < _MINIMUM[key]:
+                raise ConfigError(
+                    f"env.options.{key} must be a whole number >= {_MINIMUM[key]}, got {value!r}."
+                )

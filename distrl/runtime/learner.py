@@ -44,7 +44,9 @@ class Learner:
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, observation_space, action_space).to(self.device)
         spec = ALGORITHMS[config.algo]
-        anneal = getattr(config.algo_config, "anneal_env_steps", None) or config.stop.env_steps
+        # Schedules run over the user's env-step budget; the preset's horizon only applies
+        # to runs that have none (a reward or time stop only).
+        anneal = config.stop.env_steps or getattr(config.algo_config, "anneal_env_steps", None)
         self.algorithm = spec.learner_class(config.algo_config, self.model, anneal)
         self.version = 0
         self.publish()

@@ -42,12 +42,24 @@ class Counters:
     worker_restarts: int = 0
 
 
-def unwrap_task_error(error: BaseException) -> BaseException:
-    """The user-facing error inside a Ray task error, when there is one."""
+def task_failure(error: BaseException, context: str) -> DistrlError:
+    """A failure inside an actor as one paragraph: the user-facing error raised there as it
+    is, anything else as ``context`` plus the original exception's type and message (not
+    Ray's header line with the remote traceback)."""
     cause = getattr(error, "cause", None)
-    if isinstance(error, RayTaskError) and isinstance(cause, DistrlError):
+    if isinstance(cause, DistrlError):
         return cause
-    return error
+    if cause is not None:
+        return DistrlError(f"{context}: {type(cause).__name__}: {str(cause).strip()}")
+    return DistrlError(f"{context}: {first_line(error)}")
+
+
+def first_line(error: BaseException) -> str:
+    cause = getattr(error, "cause", None)
+    if cause is not None and not isinstance(error, RayActorError):
+        return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class Trainer:
@@ -63,6 +75,7 @@ class Trainer:
         self.worker_nodes: list[str] = []
         self.workers_created = 0
         self.restarts_this_run = 0
+        self.failures_in_a_row = 0
         self._learner_stats: dict[str, list[float]] = {}
         self._lags: list[float] = []
 
@@ -107,7 +120,7 @@ class Trainer:
         try:
             return ray.get(refs)
         except RayTaskError as error:
-            raise unwrap_task_error(error) from None
+            raise task_failure(error, f"A rollout worker could not build {self.config.env.id!r}") from None
 
     def _start(self) -> None:
         runtime = self.config.runtime
@@ -121,10 +134,15 @@ class Trainer:
         self.worker_nodes = [info["node_id"] for info in infos]
         try:
             device = ray.get(self.learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
-            if self.resume_state is not None:
-                ray.get(self.learner.set_state.remote(self.resume_state))
         except RayTaskError as error:
-            raise unwrap_task_error(error) from None
+            raise task_failure(error, "The learner could not build its model") from None
+        if self.resume_state is not None:
+            try:
+                ray.get(self.learner.set_state.remote(self.resume_state))
+            except RayTaskError as error:
+                raise task_failure(
+                    error, "The checkpoint does not fit this run's model (was model.* or env changed?)"
+                ) from None
         self.metrics.message(
             f"distrl: {self.config.algo} on {self.config.env.id}: {num_workers} rollout workers x "
             f"{runtime.envs_per_worker} envs on {len(set(self.worker_nodes))} node(s), learner on {device}; "
@@ -136,13 +154,16 @@ class Trainer:
     def _replace_worker(self, index: int, error: BaseException) -> None:
         self.counters.worker_restarts += 1
         self.restarts_this_run += 1
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
+        # A crash (RayActorError) is bad luck; an exception in the env is a bug that will
+        # happen again, so several in a row without any good fragment end the run.
+        self.failures_in_a_row = self.failures_in_a_row + 1 if isinstance(error, RayTaskError) else 0
         limit = self.config.runtime.max_worker_restarts
-        if self.restarts_this_run > limit:
+        if self.restarts_this_run > limit or self.failures_in_a_row >= 5:
             raise DistrlError(
-                f"Rollout workers failed {self.restarts_this_run} times in this run (limit "
-                f"runtime.max_worker_restarts={limit}); the last failure: {reason}. The checkpoints "
-                f"written so far are in {self.out_dir / 'checkpoints'}."
+                f"Rollout workers failed {self.restarts_this_run} times in this run "
+                f"({self.failures_in_a_row} errors in a row; limit runtime.max_worker_restarts={limit}); "
+                f"the last failure: {reason}. The checkpoints written so far are in {self.out_dir / 'checkpoints'}."
             )
         try:
             ray.kill(self.workers[index], no_restart=True)
@@ -175,6 +196,7 @@ class Trainer:
                     self._replace_worker(index, error)
                     pending[index] = self._request(index)
                     continue
+                self.failures_in_a_row = 0
                 self._count_fragment(summary)
                 fragments[index] = fragment_ref
         return fragments
@@ -202,7 +224,7 @@ class Trainer:
         except RayActorError as error:
             raise self._learner_died(error) from None
         except RayTaskError as error:
-            raise unwrap_task_error(error) from None
+            raise task_failure(error, "The learner's update failed") from None
         self.counters.learner_updates += 1
         self._lags.append(stats.pop("policy_lag"))
         stats.pop("learner_version", None)
@@ -228,13 +250,12 @@ class Trainer:
             # The learner's task holds the fragments now; dropping our refs frees them as
             # soon as it is done, which keeps the object store flat.
             del fragment_refs
-            if not overlap:
+            if not overlap or self._bookkeeping_due():
+                # Reports, checkpoints and the stop decision count finished updates only.
                 self._finish_update(update_ref)
                 update_ref = None
             reason = self._after_update()
             if reason:
-                if update_ref is not None:
-                    self._finish_update(update_ref)
                 return reason
 
     # ---------------------------------------------------------------- bookkeeping
@@ -259,13 +280,23 @@ class Trainer:
             return f"time {self._elapsed():.0f}s >= {stop.seconds}s"
         return None
 
+    def _report_due(self, now: float) -> bool:
+        return now - self._last_report >= self.config.output.report_every_s
+
+    def _checkpoint_due(self, now: float) -> bool:
+        return now - self._last_checkpoint >= self.config.output.checkpoint_every_s
+
+    def _bookkeeping_due(self) -> bool:
+        now = time.monotonic()
+        return self._report_due(now) or self._checkpoint_due(now) or self._stop_reason() is not None
+
     def _after_update(self) -> Optional[str]:
         now = time.monotonic()
         self.counters.time_s = self._elapsed()
         reason = self._stop_reason()
-        if reason or now - self._last_report >= self.config.output.report_every_s:
+        if reason or self._report_due(now):
             self._report(now)
-        if reason or now - self._last_checkpoint >= self.config.output.checkpoint_every_s:
+        if reason or self._checkpoint_due(now):
             self._checkpoint()
         return reason
 
@@ -297,6 +328,9 @@ class Trainer:
             state = ray.get(self.learner.get_state.remote())
         except RayActorError as error:
             raise self._learner_died(error) from None
+        # The learner's version counts every update it applied, also one this driver has
+        # not collected yet (after Ctrl-C with an update in flight).
+        self.counters.learner_updates = int(state["version"])
         state["counters"] = asdict(self.counters)
         state["recent_returns"] = list(self.recent_returns)
         state["recent_lengths"] = list(self.recent_lengths)

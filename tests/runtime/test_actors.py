@@ -76,7 +76,9 @@ def test_fragments_are_time_major_and_count_steps(ray_local):
     assert summary["env_steps"] == T * K == summary["env_frames"]
     # CartPole pays 1 per step, and each finished episode's length equals its return.
     np.testing.assert_array_equal(fragment["rewards"], 1.0)
+    assert summary["episode_returns"], "no episode ended in 60 random CartPole steps"
     assert summary["episode_returns"] == [float(n) for n in summary["episode_lengths"]]
+    assert len(summary["episode_returns"]) == fragment["terminated"].sum() + fragment["truncated"].sum()
     # Behaviour log-probabilities are those of the recorded actions under a 2-action policy.
     assert np.all(fragment["logp"] <= 0) and np.all(fragment["logp"] > np.log(1e-6))
 
@@ -95,3 +97,20 @@ def test_image_fragments_stay_uint8(ray_local):
     fragment = ray.get(fragment_ref)
     assert fragment["obs"].shape == (8, 2, 4, 84, 84) and fragment["obs"].dtype == np.uint8
     assert ray.get(summary_ref)["env_frames"] == 8 * 2 * 4
+
+
+def test_time_limit_steps_carry_the_value_of_their_final_observation(ray_local):
+    """Episodes cut by a time limit bootstrap from V(final obs): the worker records that value
+    exactly at truncated, non-terminal steps, and nowhere else."""
+    T, K = 24, 2
+    config = resolve({"env": {"options": {"max_episode_steps": 5}}, "runtime": {"envs_per_worker": K, "fragment_length": T}})
+    ps, (worker,), infos = start(config, 1)
+    learner = Learner.remote(config, ps)
+    ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
+    fragment = ray.get(worker.sample.remote()[0])
+    cut = fragment["truncated"] & ~fragment["terminated"]
+    assert cut.sum() >= 2
+    assert np.all(fragment["timeout_value"][cut] != 0) and np.all(fragment["timeout_value"][~cut] == 0)
+    # After a cut the next observation starts a new episode: CartPole starts near 0.
+    t, k = np.argwhere(cut[:-1])[0]
+    assert np.all(np.abs(fragment["obs"][t + 1, k]) <= 0.05)
