@@ -206,13 +206,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_envs(args: argparse.Namespace) -> int:
     from distrl.envs import FAMILIES
 
+    def options(defaults: dict[str, Any]) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in defaults.items())
+
     for family in FAMILIES.values():
         print(f"{family.name}: {family.description}")
-        print(f"  ids: {', '.join(family.example_ids)}")
-        if family.defaults:
-            print(f"  options: {', '.join(f'{k}={v!r}' for k, v in family.defaults.items())}")
+        if family.defaults_by_id:
+            for env_id, defaults in family.defaults_by_id.items():
+                print(f"  {env_id}: {options(defaults)}")
+        else:
+            print(f"  ids: {', '.join(family.example_ids)}")
+            if family.defaults:
+                print(f"  options: {options(family.defaults)}")
         if family.install:
             print(f"  install: {family.install}")
+    print("\nOptions go in env.options (YAML) or --set env.options.NAME=VALUE; docs/environments.md explains them.")
     return 0
 
 

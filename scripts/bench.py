@@ -10,6 +10,7 @@ For each environment, in one run (so that ratios compare like with like on a noi
 
     python scripts/bench.py                       # CartPole-v1 and ALE/Pong-v5
     python scripts/bench.py --envs CartPole-v1 --seconds 20
+    python scripts/bench.py --ceilings            # the ceiling of one env per family
 
 Prints a Markdown table for BENCHMARKS.md. This is a benchmark, not a test: it asserts nothing.
 """
@@ -29,15 +30,15 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 
 from distrl.config import resolve  # noqa: E402
-from distrl.envs import make_env  # noqa: E402
+from distrl.envs import family_of, frames_per_step, make_env  # noqa: E402
 from distrl.runtime.parameter_server import ParameterServer  # noqa: E402
 from distrl.runtime.rollout_worker import RolloutWorker  # noqa: E402
 from distrl.runtime.trainer import Trainer  # noqa: E402
 
 
-def ceiling(env_id: str, seconds: float) -> float:
+def ceiling(env_id: str, seconds: float, **options) -> float:
     """Single-process env steps/s with the same preprocessing, random actions."""
-    env = make_env(env_id, seed=0)
+    env = make_env(env_id, seed=0, **options)
     env.reset()
     steps = 0
     start = time.perf_counter()
@@ -99,12 +100,47 @@ def ppo(env_id: str, num_workers: int, seconds: float, overrides: dict) -> float
     return (last["env_steps"] - first["env_steps"]) / max(last["time_s"] - first["time_s"], 1e-9)
 
 
+# One environment per family (retro twice: in its own process, as workers run it, and in
+# this process, to show what the process boundary costs).
+CEILING_ENVS = [
+    ("CartPole-v1", {}),
+    ("MountainCar-v0", {}),
+    ("FrozenLake-v1", {}),
+    ("ALE/Pong-v5", {}),
+    ("ALE/Breakout-v5", {}),
+    ("VizdoomBasic-v1", {}),
+    ("VizdoomDefendCenter-v1", {}),
+    ("retro/Airstriker-Genesis-v0", {}),
+    ("retro/Airstriker-Genesis-v0", {"subprocess": False}),
+    ("distrl/MarketMaking-v0", {}),
+    ("distrl/Catch-v0", {}),
+    ("distrl/NChain-v0", {}),
+]
+
+
+def ceilings(seconds: float) -> None:
+    print("| family | env | options | observation | steps/s | frames/s |")
+    print("|---|---|---|---|---|---|")
+    for env_id, options in CEILING_ENVS:
+        env = make_env(env_id, seed=0, **options)
+        shape = f"{tuple(env.observation_space.shape)} {env.observation_space.dtype}"
+        env.close()
+        rate = ceiling(env_id, seconds, **options)
+        frames = rate * frames_per_step(env_id, options)
+        option_text = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+        print(f"| {family_of(env_id).name} | {env_id} | {option_text} | {shape} | {rate:,.0f} | {frames:,.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "ALE/Pong-v5"])
     parser.add_argument("--seconds", type=float, default=15.0, help="measuring time per figure")
     parser.add_argument("--workers", type=int, default=2, help="rollout workers for the multi-worker figures")
+    parser.add_argument("--ceilings", action="store_true", help="only the single-process rate of each family")
     args = parser.parse_args()
+    if args.ceilings:
+        ceilings(args.seconds)
+        return
 
     cpus = os.cpu_count() or 1
     ray.init(num_cpus=max(cpus, args.workers + 1), include_dashboard=False, logging_level="WARNING",

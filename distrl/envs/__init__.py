@@ -31,6 +31,8 @@ class Family:
     eval_options: dict[str, Any] = field(default_factory=dict)
     # Emulator frames per agent step, for env_frames in progress.jsonl.
     frame_skip_option: Optional[str] = None
+    # Families of unlike environments list their options per id instead.
+    defaults_by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 FAMILIES: dict[str, Family] = {
@@ -72,6 +74,7 @@ FAMILIES: dict[str, Family] = {
         make=teaching.make,
         defaults={},
         example_ids=tuple(teaching.IDS),
+        defaults_by_id=teaching.DEFAULTS,
     ),
     "classic": Family(
         name="classic",

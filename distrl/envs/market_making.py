@@ -172,10 +172,13 @@ class MarketMakingEnv(gym.Env):
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
-        first = self.history - 1
-        last_start = len(self.quotes) - 1 - (self.episode_length or 0)
-        self.t = int(self.np_random.integers(first, last_start + 1)) if last_start > first else first
-        self.end = min(len(self.quotes) - 1, self.t + self.episode_length) if self.episode_length else len(self.quotes) - 1
+        first = self.history - 1  # the first quote with a full history behind it
+        last = len(self.quotes) - 1
+        if self.episode_length and last - self.episode_length > first:
+            self.t = int(self.np_random.integers(first, last - self.episode_length + 1))
+            self.end = self.t + self.episode_length
+        else:  # no length, or the split is too short for one: play the whole split
+            self.t, self.end = first, last
         self.position = 0
         self.entry_price = 0.0
         return self._observation(), {"position": 0}
