@@ -24,7 +24,13 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from distrl.algos import ALGORITHMS
+from distrl.algos.a2c import A2CConfig
+from distrl.algos.a3c import A3CConfig
+from distrl.algos.appo import APPOConfig
+from distrl.algos.dqn import DQNConfig
+from distrl.algos.impala import IMPALAConfig
 from distrl.algos.ppo import PPOConfig
+from distrl.algos.qlearning import QLearningConfig
 from distrl.errors import ConfigError
 
 
@@ -47,6 +53,8 @@ class ModelConfig:
     activation: str = choices("tanh", "relu", "elu", "gelu", default="tanh")
     # MLP only: False gives the policy and the value function separate trunks.
     shared_trunk: bool = False
+    # Q-networks only: a state-value and an advantage stream (Wang et al. 2016).
+    dueling: bool = True
 
 
 @dataclass
@@ -99,6 +107,12 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     # One section per algorithm in distrl.algos.ALGORITHMS; only the chosen one is used.
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    a2c: A2CConfig = field(default_factory=A2CConfig)
+    a3c: A3CConfig = field(default_factory=A3CConfig)
+    impala: IMPALAConfig = field(default_factory=IMPALAConfig)
+    appo: APPOConfig = field(default_factory=APPOConfig)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+    qlearning: QLearningConfig = field(default_factory=QLearningConfig)
 
     @property
     def algo_config(self) -> Any:

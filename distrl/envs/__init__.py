@@ -107,6 +107,15 @@ def family_of(env_id: str) -> Family:
     return FAMILIES["classic"]
 
 
+def frame_stack_of(env_id: str, options: dict[str, Any]) -> int:
+    """How many frames an observation of ``env_id`` stacks (1 for vector observations)."""
+    family = family_of(env_id)
+    defaults = family.defaults_by_id.get(env_id, family.defaults)
+    if "frame_stack" not in defaults:
+        return 1
+    return int(options.get("frame_stack", defaults["frame_stack"]) or 1)
+
+
 def uses_pixels(env_id: str) -> bool:
     return family_of(env_id).pixels(env_id)
 
@@ -162,4 +171,4 @@ def make_env(env_id: str, seed: Optional[int] = None, **options: Any) -> gym.Env
 
 teaching.register()  # gymnasium.make("distrl/...") works once distrl.envs is imported
 
-__all__ = ["FAMILIES", "Family", "check_id", "family_of", "frames_per_step", "make_env", "uses_pixels"]
+__all__ = ["FAMILIES", "Family", "check_id", "family_of", "frame_stack_of", "frames_per_step", "make_env", "uses_pixels"]

@@ -9,6 +9,7 @@ from distrl.errors import ConfigError
 from distrl.models.cnn import NatureCNN
 from distrl.models.layers import orthogonal_init
 from distrl.models.mlp import MLP
+from distrl.models.q_network import QNetwork, QTable
 
 
 class ActorCritic(nn.Module):
@@ -50,14 +51,8 @@ class ActorCritic(nn.Module):
         return self(obs)[1]
 
 
-def build_model(model_config, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
-    """The network for these spaces: Nature CNN for image stacks ``[C, H, W]``, MLP for vectors."""
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise ConfigError(
-            f"distrl's policies take discrete actions, and this environment's action space is "
-            f"{action_space}. Choose an environment with a Discrete action space, or a "
-            f"discretizing option of its family (see `distrl envs`)."
-        )
+def build_trunk(model_config, obs_space: gym.Space) -> nn.Module:
+    """Nature CNN for image stacks ``[C, H, W]``, MLP for vectors (``model.kind: auto``)."""
     shape = tuple(obs_space.shape or ())
     kind = model_config.kind
     if kind == "auto":
@@ -68,12 +63,38 @@ def build_model(model_config, obs_space: gym.Space, action_space: gym.Space) -> 
                 f"model.kind=cnn needs image observations [C, H, W], and this environment's "
                 f"observations have shape {shape}. Use model.kind=mlp (or auto)."
             )
-        return ActorCritic(NatureCNN(shape), None, int(action_space.n))
+        return NatureCNN(shape)
     if kind == "mlp":
         input_dim = int(np.prod(shape)) if shape else 1
-        policy_trunk = MLP(input_dim, list(model_config.hidden_sizes), model_config.activation)
-        value_trunk = None
-        if not model_config.shared_trunk:
-            value_trunk = MLP(input_dim, list(model_config.hidden_sizes), model_config.activation)
-        return ActorCritic(policy_trunk, value_trunk, int(action_space.n))
+        return MLP(input_dim, list(model_config.hidden_sizes), model_config.activation)
     raise ConfigError(f"model.kind must be one of auto, mlp, cnn; got {kind!r}.")
+
+
+def check_discrete(action_space: gym.Space) -> int:
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise ConfigError(
+            f"distrl's policies take discrete actions, and this environment's action space is "
+            f"{action_space}. Choose an environment with a Discrete action space, or a "
+            f"discretizing option of its family (see `distrl envs`)."
+        )
+    return int(action_space.n)
+
+
+def build_model(model_config, obs_space: gym.Space, action_space: gym.Space, head: str = "actor_critic") -> nn.Module:
+    """The network an algorithm asks for (``head``): an actor-critic, a Q-network, or a
+    Q-table, on the trunk that suits the observations."""
+    num_actions = check_discrete(action_space)
+    if head == "q_table":
+        shape = tuple(obs_space.shape or ())
+        if len(shape) != 1 or not isinstance(obs_space, gym.spaces.Box) or not np.all(obs_space.high == 1):
+            raise ConfigError(
+                f"Tabular Q-learning needs discrete states (one-hot observations), and this environment's "
+                f"observations are {obs_space}. Use it on FrozenLake-v1 or distrl/NChain-v0, or discretize "
+                f"a continuous environment with env.options.bins (see docs/algorithms.md)."
+            )
+        return QTable(shape[0], num_actions)
+    trunk = build_trunk(model_config, obs_space)
+    if head == "q_network":
+        return QNetwork(trunk, num_actions, dueling=model_config.dueling)
+    separate_value = isinstance(trunk, MLP) and not model_config.shared_trunk
+    return ActorCritic(trunk, build_trunk(model_config, obs_space) if separate_value else None, num_actions)

@@ -20,4 +20,6 @@ class MLP(nn.Module):
         self.output_dim = size
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.dtype == torch.uint8:  # small pixel grids fed to an MLP
+            return self.net(obs.float().flatten(1) / 255.0)
         return self.net(obs.float().flatten(1))

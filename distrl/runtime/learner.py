@@ -3,7 +3,7 @@ batches, calls the algorithm's update and publishes the new weights."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import ray
@@ -14,14 +14,19 @@ from distrl.models import build_model
 from distrl.runtime.weights import get_weights
 
 
+# Fragment arrays with one row per env copy, not per step.
+PER_ENV_KEYS = ("last_obs", "bootstrap_value")
+
+
 def collate(fragments: list[dict[str, np.ndarray]], device: torch.device) -> dict[str, torch.Tensor]:
-    """Concatenate fragments along the env axis: ``[T, K, ...]`` x N -> ``[T, N*K, ...]``.
-    ``bootstrap_value`` is ``[K]`` per fragment and concatenates along its only axis."""
+    """Concatenate fragments along the env axis: ``[T, K, ...]`` x N -> ``[T, N*K, ...]``;
+    the per-env arrays (``last_obs``, ``bootstrap_value``) are ``[K, ...]`` and concatenate
+    along their first axis."""
     batch = {}
     for key in fragments[0]:
         if key == "policy_version":
             continue
-        axis = 0 if fragments[0][key].ndim == 1 else 1
+        axis = 0 if key in PER_ENV_KEYS else 1
         array = np.concatenate([fragment[key] for fragment in fragments], axis=axis)
         batch[key] = torch.from_numpy(array).to(device, non_blocking=True)
     return batch
@@ -33,22 +38,24 @@ class Learner:
     imports torch) while the rollout workers build their environments; ``setup`` builds the
     model once the first worker reports the spaces."""
 
-    def __init__(self, config: Any, parameter_server: Any):
+    def __init__(self, config: Any, parameter_server: Any, replay_shards: Optional[list] = None):
         self.config = config
         self.parameter_server = parameter_server
+        self.replay_shards = replay_shards or []
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def setup(self, observation_space: Any, action_space: Any) -> str:
         """Build the model and optimizer, publish version 0; returns the device's name."""
         config = self.config
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model, observation_space, action_space).to(self.device)
         spec = ALGORITHMS[config.algo]
+        self.model = build_model(config.model, observation_space, action_space, spec.model_head).to(self.device)
         # Schedules run over the user's env-step budget; the preset's horizon only applies
         # to runs that have none (a reward or time stop only).
         anneal = config.stop.env_steps or getattr(config.algo_config, "anneal_env_steps", None)
         self.algorithm = spec.learner_class(config.algo_config, self.model, anneal)
         self.version = 0
+        self.updates = 0  # gradient steps for replay training, else updates (= versions)
         self.publish()
         return self.device_name()
 
@@ -72,21 +79,65 @@ class Learner:
         self.model.train()
         stats = self.algorithm.learn(batch, env_steps)
         self.version += 1
+        self.updates += 1
         self.publish()
         stats["policy_lag"] = float(np.mean(lags))
         stats["learner_version"] = self.version
         return stats
 
+    def train_from_replay(self, num_updates: int, env_steps: int) -> dict[str, float]:
+        """``num_updates`` gradient steps on batches sampled from the replay shards (DQN),
+        sending the new priorities back after each; then publish. The next batch is
+        requested before the current one is trained on, so sampling overlaps learning."""
+        algorithm = self.algorithm
+        beta = algorithm.priority_beta(env_steps)
+        shards = self.replay_shards
+        per_shard = -(-algorithm.config.batch_size // len(shards))  # ceil
+        request = lambda: [shard.sample.remote(per_shard, beta) for shard in shards]  # noqa: E731
+        pending = request()
+        totals: dict[str, float] = {}
+        lags: list[float] = []
+        steps = 0
+        self.model.train()
+        for update in range(num_updates):
+            parts = [(shard, part) for shard, part in zip(shards, ray.get(pending)) if part is not None]
+            if update + 1 < num_updates:
+                pending = request()
+            if not parts:
+                break
+            batch = {
+                key: torch.from_numpy(np.concatenate([part[key] for _, part in parts])).to(self.device)
+                for key in ("obs", "actions", "returns", "discount", "next_obs", "cut", "cut_value", "weights")
+            }
+            stats, priorities = algorithm.learn(batch, env_steps)
+            offset = 0
+            for shard, part in parts:
+                size = len(part["leaves"])
+                shard.update_priorities.remote(part["leaves"], part["absolute"], priorities[offset : offset + size])
+                offset += size
+                lags.append(float(np.mean(self.version - part["policy_version"])))
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            steps += 1
+        self.version += 1
+        self.updates += steps
+        self.publish()
+        result = {key: value / max(steps, 1) for key, value in totals.items()}
+        result.update(gradient_steps=steps, priority_beta=beta, policy_lag=float(np.mean(lags)) if lags else 0.0)
+        result["learner_version"] = self.version
+        return result
+
     def get_state(self) -> dict[str, Any]:
         """Model and optimizer state on the CPU, for a checkpoint written by the driver."""
         model_state = {name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()}
         algorithm_state = _to_cpu(self.algorithm.state_dict())
-        return {"model": model_state, "algorithm": algorithm_state, "version": self.version}
+        return {"model": model_state, "algorithm": algorithm_state, "version": self.version, "updates": self.updates}
 
     def set_state(self, state: dict[str, Any]) -> int:
         self.model.load_state_dict(state["model"])
         self.algorithm.load_state_dict(state["algorithm"])
         self.version = int(state["version"])
+        self.updates = int(state.get("updates", state["version"]))
         return self.publish()
 
 

@@ -73,6 +73,10 @@ class Trainer:
         self.recent_lengths: deque[float] = deque((resume_state or {}).get("recent_lengths", []), maxlen=RETURN_WINDOW)
         self.workers: list[Any] = []
         self.worker_nodes: list[str] = []
+        self.replay_shards: list[Any] = []
+        # Requests out with workers: summary ref -> (worker index, worker handle, fragment ref).
+        self.inflight: dict[Any, tuple[int, Any, Any]] = {}
+        self._gradient_steps_started = 0
         self.workers_created = 0
         self.restarts_this_run = 0
         self.failures_in_a_row = 0
@@ -102,7 +106,7 @@ class Trainer:
         return RolloutWorker.options(
             num_cpus=self.config.runtime.num_cpus_per_worker,
             scheduling_strategy="SPREAD",
-        ).remote(index, self.config, self.parameter_server, seed)
+        ).remote(index, self.config, self.parameter_server, seed, self.replay_shards)
 
     def _setup_workers(self, workers: list[Any]) -> list[dict[str, Any]]:
         refs = [worker.setup.remote() for worker in workers]
@@ -122,18 +126,45 @@ class Trainer:
         except RayTaskError as error:
             raise task_failure(error, f"A rollout worker could not build {self.config.env.id!r}") from None
 
+    def _create_replay(self, num_workers: int) -> list[Any]:
+        """The DQN family's replay shards; env copy j of all workers goes to shard j % shards."""
+        from distrl.envs import frame_stack_of
+        from distrl.runtime.replay import ReplayBuffer
+
+        cfg = self.config.algo_config
+        streams = num_workers * self.config.runtime.envs_per_worker
+        shards = []
+        for index in range(cfg.replay_shards):
+            expected = len(range(index, streams, cfg.replay_shards))
+            shards.append(
+                ReplayBuffer.remote(
+                    cfg.replay_capacity // cfg.replay_shards, expected,
+                    frame_stack_of(self.config.env.id, self.config.env.options), cfg.n_step, cfg.gamma,
+                    cfg.reward_clip, cfg.prioritized, cfg.priority_alpha, self.config.seed + index,
+                )
+            )
+        return shards
+
     def _start(self) -> None:
         runtime = self.config.runtime
+        flow = self.spec.data_flow
         self.parameter_server = ParameterServer.remote()
         num_workers = self._num_workers()
+        self.replay_shards = self._create_replay(num_workers) if flow == "replay" else []
         self.workers = [self._create_worker(i) for i in range(num_workers)]
-        self.learner = Learner.options(num_cpus=runtime.num_cpus_per_learner, num_gpus=self._learner_gpus()).remote(
-            self.config, self.parameter_server
-        )
+        if flow != "gradients":  # A3C's parameter server is its learner
+            self.learner = Learner.options(
+                num_cpus=runtime.num_cpus_per_learner, num_gpus=self._learner_gpus()
+            ).remote(self.config, self.parameter_server, self.replay_shards)
         infos = self._setup_workers(self.workers)
         self.worker_nodes = [info["node_id"] for info in infos]
+        spaces = (infos[0]["observation_space"], infos[0]["action_space"])
         try:
-            device = ray.get(self.learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
+            if flow == "gradients":
+                self.learner = self.parameter_server
+                device = ray.get(self.parameter_server.setup.remote(self.config, *spaces))
+            else:
+                device = ray.get(self.learner.setup.remote(*spaces))
         except RayTaskError as error:
             raise task_failure(error, "The learner could not build its model") from None
         if self.resume_state is not None:
@@ -177,29 +208,38 @@ class Trainer:
             f"({self.counters.worker_restarts} restart(s) so far)"
         )
 
-    def _request(self, index: int) -> tuple[Any, Any]:
-        return self.workers[index].sample.remote()
+    def _progress(self) -> dict[str, int]:
+        return {"env_steps": self.counters.env_steps, "num_workers": len(self.workers)}
 
-    def _gather(self, pending: dict[int, tuple[Any, Any]]) -> dict[int, Any]:
-        """Wait until every worker in ``pending`` delivered a fragment; a worker that dies
-        on the way is replaced and asked again. Returns ``{index: fragment_ref}``."""
-        fragments: dict[int, Any] = {}
-        while pending:
-            by_summary = {summary_ref: index for index, (_, summary_ref) in pending.items()}
-            ready, _ = ray.wait(list(by_summary), num_returns=1)
-            for summary_ref in ready:
-                index = by_summary[summary_ref]
-                fragment_ref, _ = pending.pop(index)
-                try:
-                    summary = ray.get(summary_ref)
-                except (RayActorError, RayTaskError) as error:
-                    self._replace_worker(index, error)
-                    pending[index] = self._request(index)
-                    continue
-                self.failures_in_a_row = 0
-                self._count_fragment(summary)
-                fragments[index] = fragment_ref
-        return fragments
+    def _submit(self, index: int) -> None:
+        """Ask worker ``index`` for its next piece of work, in the algorithm's data flow."""
+        worker = self.workers[index]
+        flow = self.spec.data_flow
+        fragment_ref = None
+        if flow in ("fragments", "stream"):
+            fragment_ref, summary_ref = worker.sample.remote(self._progress())
+        elif flow == "replay":
+            summary_ref = worker.sample_to_replay.remote(self._progress())
+        else:
+            summary_ref = worker.a3c_step.remote(self._progress())
+        self.inflight[summary_ref] = (index, worker, fragment_ref)
+
+    def _inflight_of(self, index: int) -> int:
+        return sum(1 for i, _, _ in self.inflight.values() if i == index)
+
+    def _receive(self, summary_ref: Any) -> tuple[int, Optional[dict[str, Any]], Any]:
+        """The summary of a finished request, counted; ``None`` if the worker failed (it is
+        replaced, once, however many of its requests fail with it)."""
+        index, worker, fragment_ref = self.inflight.pop(summary_ref)
+        try:
+            summary = ray.get(summary_ref)
+        except (RayActorError, RayTaskError) as error:
+            if self.workers[index] is worker:
+                self._replace_worker(index, error)
+            return index, None, None
+        self.failures_in_a_row = 0
+        self._count_fragment(summary)
+        return index, summary, fragment_ref
 
     def _count_fragment(self, summary: dict[str, Any]) -> None:
         self.counters.env_steps += summary["env_steps"]
@@ -225,31 +265,41 @@ class Trainer:
             raise self._learner_died(error) from None
         except RayTaskError as error:
             raise task_failure(error, "The learner's update failed") from None
-        self.counters.learner_updates += 1
+        self._record_update(stats, stats.pop("gradient_steps", 1) if self.spec.data_flow == "replay" else 1)
+
+    def _record_update(self, stats: dict[str, Any], updates: int) -> None:
+        self.counters.learner_updates += int(updates)
         self._lags.append(stats.pop("policy_lag"))
         stats.pop("learner_version", None)
         for key, value in stats.items():
-            self._learner_stats.setdefault(key, []).append(float(value))
+            if isinstance(value, (int, float)):
+                self._learner_stats.setdefault(key, []).append(float(value))
+
+    # ---------------------------------------------------------------- data flows
 
     def _train_on_fragments(self) -> str:
-        """PPO/A2C data flow: one fragment from every worker, then one update. With
+        """PPO/A2C/Q-learning: one fragment from every worker, then one update. With
         ``async_sampling`` the workers already sample the next round during the update."""
         overlap = bool(getattr(self.config.algo_config, "async_sampling", False))
-        pending: dict[int, tuple[Any, Any]] = {}
         update_ref = None
         while True:
             for index in range(len(self.workers)):
-                if index not in pending:
-                    pending[index] = self._request(index)
-            fragment_refs = self._gather(pending)
+                if not self._inflight_of(index):
+                    self._submit(index)
+            fragments: dict[int, Any] = {}
+            while len(fragments) < len(self.workers):
+                ready, _ = ray.wait(list(self.inflight), num_returns=1)
+                index, summary, fragment_ref = self._receive(ready[0])
+                if summary is None:
+                    self._submit(index)  # the replacement samples this round's fragment
+                else:
+                    fragments[index] = fragment_ref
             if update_ref is not None:
                 self._finish_update(update_ref)
-            update_ref = self.learner.update.remote(
-                [fragment_refs[i] for i in sorted(fragment_refs)], self.counters.env_steps
-            )
+            update_ref = self.learner.update.remote([fragments[i] for i in sorted(fragments)], self.counters.env_steps)
             # The learner's task holds the fragments now; dropping our refs frees them as
             # soon as it is done, which keeps the object store flat.
-            del fragment_refs
+            del fragments
             if not overlap or self._bookkeeping_due():
                 # Reports, checkpoints and the stop decision count finished updates only.
                 self._finish_update(update_ref)
@@ -257,6 +307,87 @@ class Trainer:
             reason = self._after_update()
             if reason:
                 return reason
+
+    def _train_on_stream(self) -> str:
+        """IMPALA/APPO: every worker keeps ``max_inflight_fragments`` requests queued, so it
+        samples without pause; the learner takes fragments in arrival order. At most one
+        batch waits for the learner: past that, workers idle instead of filling memory."""
+        cfg = self.config.algo_config
+        per_update = cfg.fragments_per_update or len(self.workers)
+        depth = self.config.runtime.max_inflight_fragments
+        waiting: list[Any] = []
+        update_ref = None
+        while True:
+            if len(waiting) < per_update:
+                for index in range(len(self.workers)):
+                    while self._inflight_of(index) < depth:
+                        self._submit(index)
+            ready, _ = ray.wait(list(self.inflight) + ([update_ref] if update_ref else []), num_returns=1)
+            if update_ref is not None and ready[0] == update_ref:
+                self._finish_update(update_ref)
+                update_ref = None
+                reason = self._after_update()
+                if reason:
+                    return reason
+            else:
+                index, summary, fragment_ref = self._receive(ready[0])
+                if summary is not None:
+                    waiting.append(fragment_ref)
+            if update_ref is None and len(waiting) >= per_update:
+                batch, waiting = waiting[:per_update], waiting[per_update:]
+                update_ref = self.learner.update.remote(batch, self.counters.env_steps)
+                del batch
+
+    def _train_with_gradients(self) -> str:
+        """A3C: each worker samples, computes its gradient and pushes it to the
+        ParameterServer on its own schedule; whoever finishes is sent off again at once."""
+        while True:
+            for index in range(len(self.workers)):
+                if not self._inflight_of(index):
+                    self._submit(index)
+            ready, _ = ray.wait(list(self.inflight), num_returns=1)
+            index, summary, _ = self._receive(ready[0])
+            if summary is None:
+                continue
+            self._record_update({**summary["learner"], "policy_lag": summary["policy_lag"]}, 1)
+            reason = self._after_update()
+            if reason:
+                return reason
+
+    def _train_with_replay(self) -> str:
+        """DQN: workers write to replay; the learner trains on samples from it, one call of
+        up to ``updates_per_call`` gradient steps at a time, to keep the replay ratio
+        (sampled transitions per collected env step). Workers pause when the learner is
+        more than a call behind, so the ratio holds whatever the speeds."""
+        cfg = self.config.algo_config
+        depth = self.config.runtime.max_inflight_fragments
+        per_call = 50
+        update_ref = None
+        while True:
+            due = (self.counters.env_steps - cfg.learning_starts) * cfg.replay_ratio / cfg.batch_size
+            owed = due - self._gradient_steps_started
+            if owed < 2 * per_call:
+                for index in range(len(self.workers)):
+                    while self._inflight_of(index) < depth:
+                        self._submit(index)
+            if update_ref is None and self.counters.env_steps >= cfg.learning_starts and owed >= 1:
+                steps = int(min(owed, per_call))
+                update_ref = self.learner.train_from_replay.remote(steps, self.counters.env_steps)
+                self._gradient_steps_started += steps
+            waitable = list(self.inflight) + ([update_ref] if update_ref else [])
+            ready, _ = ray.wait(waitable, num_returns=1)
+            if update_ref is not None and ready[0] == update_ref:
+                self._finish_update(update_ref)
+                update_ref = None
+                reason = self._after_update()
+                if reason:
+                    return reason
+            else:
+                self._receive(ready[0])
+                if update_ref is None and self.counters.env_steps < cfg.learning_starts:
+                    reason = self._after_update()  # reports and stop rules while replay fills
+                    if reason:
+                        return reason
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -328,9 +459,9 @@ class Trainer:
             state = ray.get(self.learner.get_state.remote())
         except RayActorError as error:
             raise self._learner_died(error) from None
-        # The learner's version counts every update it applied, also one this driver has
-        # not collected yet (after Ctrl-C with an update in flight).
-        self.counters.learner_updates = int(state["version"])
+        # The learner counts every update it applied, also one this driver has not
+        # collected yet (after Ctrl-C with an update in flight).
+        self.counters.learner_updates = int(state["updates"])
         state["counters"] = asdict(self.counters)
         state["recent_returns"] = list(self.recent_returns)
         state["recent_lengths"] = list(self.recent_lengths)
@@ -369,11 +500,15 @@ class Trainer:
             self._time_base = self.counters.time_s
             self._started = self._last_report = self._last_checkpoint = time.monotonic()
             self._last_report_steps = self.counters.env_steps
+            flows = {
+                "fragments": self._train_on_fragments,
+                "stream": self._train_on_stream,
+                "gradients": self._train_with_gradients,
+                "replay": self._train_with_replay,
+            }
+            self._gradient_steps_started = self.counters.learner_updates
             try:
-                if self.spec.data_flow == "fragments":
-                    reason = self._train_on_fragments()
-                else:  # pragma: no cover - every registered algorithm names a known flow
-                    raise DistrlError(f"Unknown data flow {self.spec.data_flow!r} for {self.config.algo}.")
+                reason = flows[self.spec.data_flow]()
             except KeyboardInterrupt:
                 self.counters.time_s = self._elapsed()
                 path = self._checkpoint()

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from distrl.models.layers import orthogonal_init
+
+
+def epsilon_greedy(q_values: torch.Tensor, epsilon: torch.Tensor | float) -> torch.Tensor:
+    """argmax Q with probability 1 - epsilon, else a uniformly random action; ``epsilon`` may
+    differ per row (one per env copy). Ties go to a random one of the best actions, which
+    matters for a zero-initialised table."""
+    n, num_actions = q_values.shape
+    noise = torch.rand_like(q_values) * 1e-6
+    greedy = (q_values + noise).argmax(-1)
+    random = torch.randint(0, num_actions, (n,), device=q_values.device)
+    explore = torch.rand(n, device=q_values.device) < torch.as_tensor(epsilon, device=q_values.device)
+    return torch.where(explore, random, greedy)
+
+
+class QNetwork(nn.Module):
+    """Action values on an MLP or CNN trunk; with ``dueling`` the head is split into a state
+    value and advantages, Q = V + A - mean(A) (Wang et al. 2016, eq. 9)."""
+
+    def __init__(self, trunk: nn.Module, num_actions: int, dueling: bool = True, hidden: int = 0):
+        super().__init__()
+        self.trunk = trunk
+        self.dueling = dueling
+        size = trunk.output_dim
+
+        def head(out: int) -> nn.Module:
+            if hidden:
+                return nn.Sequential(orthogonal_init(nn.Linear(size, hidden)), nn.ReLU(), orthogonal_init(nn.Linear(hidden, out), gain=1.0))
+            return orthogonal_init(nn.Linear(size, out), gain=1.0)
+
+        self.advantage_head = head(num_actions)
+        self.value_head = head(1) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(obs)
+        advantages = self.advantage_head(features)
+        if not self.dueling:
+            return advantages
+        return self.value_head(features) + advantages - advantages.mean(-1, keepdim=True)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, epsilon: np.ndarray | float = 0.0, greedy: bool = False) -> dict[str, torch.Tensor]:
+        """Epsilon-greedy actions, with Q(s, a) of the taken action and max_a Q(s, a), which
+        the worker uses for the transitions' initial priorities."""
+        q = self(obs)
+        action = q.argmax(-1) if greedy else epsilon_greedy(q, torch.as_tensor(epsilon, dtype=torch.float32))
+        return {"actions": action, "q_taken": q.gather(-1, action.unsqueeze(-1)).squeeze(-1), "values": q.max(-1).values}
+
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs).max(-1).values
+
+
+class QTable(nn.Module):
+    """A table of action values for one-hot observations: Q(s, .) = onehot(s) @ table."""
+
+    def __init__(self, num_states: int, num_actions: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(num_states, num_actions))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float() @ self.table
+
+    def states(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.argmax(-1)
+
+    act = QNetwork.act
+    value = QNetwork.value

@@ -1,0 +1,246 @@
+"""ReplayBuffer shards for the DQN family: uniform or prioritized, one or more actors.
+
+Storage is per *stream*: each env copy of each worker writes its steps, in order, into its
+own ring of ``capacity / streams`` slots. A step stores one frame (the newest of the
+observation's frame stack), the action, the raw reward, the episode flags and the worker's
+initial priority. An image observation is rebuilt from the frames before it in the same
+stream when it is sampled, so each 84x84 frame is stored once, not four times, and a
+stack never reaches across an episode start. The n-step target is also assembled when
+sampling, from the stored rewards (``algos.returns.nstep_targets``).
+
+A transition ``i`` of a stream can be sampled once its n following steps are stored and
+while its frame history is still in the ring.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import ray
+import torch
+
+from distrl.algos.returns import nstep_targets
+
+
+class SumTree:
+    """A binary tree whose internal nodes hold the sum of their children: sampling leaf i
+    with probability p_i / sum(p) and updating p_i both take O(log n), and both are
+    vectorised over a batch of leaves."""
+
+    def __init__(self, capacity: int):
+        self.size = 1 << max(1, (max(capacity, 2) - 1).bit_length())
+        self.tree = np.zeros(2 * self.size, dtype=np.float64)
+
+    @property
+    def total(self) -> float:
+        return float(self.tree[1])
+
+    def get(self, leaves: np.ndarray) -> np.ndarray:
+        return self.tree[np.asarray(leaves) + self.size]
+
+    def update(self, leaves: np.ndarray, values: np.ndarray) -> None:
+        index = np.asarray(leaves, dtype=np.int64) + self.size
+        if index.size == 0:
+            return
+        self.tree[index] = values
+        index = np.unique(index // 2)
+        while True:
+            self.tree[index] = self.tree[2 * index] + self.tree[2 * index + 1]
+            if index[0] == 1:
+                return
+            index = np.unique(index // 2)
+
+    def sample(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """``count`` leaves, stratified: one uniform draw in each of ``count`` equal slices of
+        the total, each walked down from the root."""
+        targets = (np.arange(count) + rng.random(count)) * (self.total / count)
+        index = np.ones(count, dtype=np.int64)
+        while index[0] < self.size:
+            left = 2 * index
+            left_sum = self.tree[left]
+            go_right = targets > left_sum
+            targets = np.where(go_right, targets - left_sum, targets)
+            index = np.where(go_right, left + 1, left)
+        leaves = index - self.size
+        # Rounding can land on an empty leaf at a boundary; draw those again.
+        for _ in range(8):
+            empty = self.get(leaves) <= 0
+            if not empty.any():
+                break
+            leaves[empty] = self.sample(int(empty.sum()), rng) if self.total > 0 else leaves[empty]
+        return leaves
+
+
+@ray.remote(num_cpus=0)
+class ReplayBuffer:
+    def __init__(
+        self,
+        capacity: int,
+        expected_streams: int,
+        frame_stack: int,
+        n_step: int,
+        gamma: float,
+        reward_clip: Optional[float],
+        prioritized: bool,
+        alpha: float,
+        seed: int,
+    ):
+        self.frame_stack = frame_stack
+        self.n_step = n_step
+        self.gamma = gamma
+        self.reward_clip = reward_clip
+        self.prioritized = prioritized
+        self.alpha = alpha
+        self.expected_streams = max(expected_streams, 1)
+        self.slots = max(capacity // self.expected_streams, n_step + frame_stack + 1)
+        self.rng = np.random.default_rng(seed)
+        self.rows: dict[int, int] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.count = np.zeros(0, dtype=np.int64)
+        self.tree = SumTree(1)
+
+    # ------------------------------------------------------------------ writing
+
+    def _valid_range(self, count: int) -> tuple[int, int]:
+        """Absolute indices [low, high] of a stream's transitions that can be sampled."""
+        low = max(0, count - self.slots + self.frame_stack - 1)
+        return low, count - 1 - self.n_step
+
+    def _leaves(self, row: int, absolute: np.ndarray) -> np.ndarray:
+        return row * self.slots + absolute % self.slots
+
+    def _add_row(self, stream: int, step: dict[str, np.ndarray]) -> int:
+        """A ring for a new stream. Rows are allocated for the expected streams at once and
+        doubled when more arrive (a replaced or added worker), so the frames are rarely copied."""
+        row = len(self.rows)
+        self.rows[stream] = row
+        allocated = self.count.size
+        if row >= allocated:
+            rows = max(self.expected_streams, 2 * allocated)
+            for key, example in step.items():
+                grown = np.zeros((rows, self.slots, *example.shape[1:]), dtype=example.dtype)
+                if key in self.arrays:
+                    grown[:allocated] = self.arrays[key]
+                self.arrays[key] = grown
+            self.count = np.concatenate([self.count, np.zeros(rows - allocated, dtype=np.int64)])
+            tree = SumTree(rows * self.slots)
+            if allocated:
+                old = np.arange(allocated * self.slots)
+                tree.update(old, self.tree.get(old))
+            self.tree = tree
+        return row
+
+    def add(self, streams: list[int], fragment: dict[str, Any]) -> int:
+        """Append a fragment's columns, one stream each. Returns the number of transitions
+        that can be sampled."""
+        obs = fragment["obs"]
+        T = obs.shape[0]
+        if self.frame_stack > 1:  # keep the newest frame of each stack
+            channels = obs.shape[2] // self.frame_stack
+            frames = obs[:, :, -channels:]
+        else:
+            frames = obs
+        priorities = fragment.get("priorities")
+        columns = {
+            "frames": frames,
+            "actions": fragment["actions"],
+            "rewards": fragment["rewards"],
+            "terminated": fragment["terminated"],
+            "truncated": fragment["truncated"],
+            "episode_start": fragment["episode_start"],
+            "timeout_value": fragment["timeout_value"],
+            "priority": priorities if priorities is not None else np.ones(fragment["rewards"].shape, np.float32),
+            "policy_version": np.full(fragment["rewards"].shape, int(fragment["policy_version"]), np.int64),
+        }
+        for column, stream in enumerate(streams):
+            step = {key: value[:, column] for key, value in columns.items()}
+            row = self.rows.get(stream)
+            if row is None:
+                row = self._add_row(stream, step)
+            before = int(self.count[row])
+            absolute = before + np.arange(T)
+            for key, value in step.items():
+                self.arrays[key][row, absolute % self.slots] = value
+            after = before + T
+            self.count[row] = after
+            (low0, high0), (low1, high1) = self._valid_range(before), self._valid_range(after)
+            # No longer sampleable: slots reused, or frame history gone from the ring.
+            gone = np.arange(low0, min(low1 - 1, high0) + 1)
+            self.tree.update(self._leaves(row, gone), np.zeros(gone.size))
+            # Newly sampleable: their n following steps have arrived.
+            new = np.arange(max(high0 + 1, low1), high1 + 1)
+            if new.size:
+                p = self.arrays["priority"][row, new % self.slots].astype(np.float64)
+                self.tree.update(self._leaves(row, new), p ** self.alpha if self.prioritized else np.ones(new.size))
+        return self.size()
+
+    # ------------------------------------------------------------------ reading
+
+    def size(self) -> int:
+        used = self.count[: len(self.rows)]
+        return int(sum(max(0, high - low + 1) for low, high in map(self._valid_range, used)))
+
+    def _stack(self, rows: np.ndarray, absolute: np.ndarray) -> np.ndarray:
+        """Observations rebuilt from stored frames: the frame at ``absolute`` and the
+        ``frame_stack - 1`` before it in the stream, repeating an episode's first frame as the
+        env's frame stack does after a reset."""
+        frames = self.arrays["frames"]
+        parts = [frames[rows, absolute % self.slots]]
+        current = absolute.copy()
+        for _ in range(self.frame_stack - 1):
+            at_start = self.arrays["episode_start"][rows, current % self.slots]
+            current = np.where(at_start, current, current - 1)
+            parts.insert(0, frames[rows, current % self.slots])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def sample(self, batch_size: int, beta: float) -> Optional[dict[str, np.ndarray]]:
+        """``batch_size`` transitions drawn with probability proportional to their priority
+        (uniformly without prioritization); None while nothing can be sampled yet."""
+        if self.tree.total <= 0:
+            return None
+        leaves = self.tree.sample(batch_size, self.rng)
+        rows, slots = np.divmod(leaves, self.slots)
+        newest = self.count[rows] - 1
+        absolute = newest - (newest - slots) % self.slots
+        window = absolute[:, None] + np.arange(self.n_step)
+        taken = lambda key: self.arrays[key][rows[:, None], window % self.slots]  # noqa: E731
+        rewards = taken("rewards")
+        if self.reward_clip is not None:
+            rewards = np.clip(rewards, -self.reward_clip, self.reward_clip)
+        returns, discount, steps = nstep_targets(
+            torch.from_numpy(rewards.astype(np.float64)), torch.from_numpy(taken("terminated")),
+            torch.from_numpy(taken("truncated")), self.gamma,
+        )
+        steps = steps.numpy()
+        end = absolute + steps - 1
+        end_slots = end % self.slots
+        cut = self.arrays["truncated"][rows, end_slots] & ~self.arrays["terminated"][rows, end_slots]
+        # Importance-sampling weights (Schaul et al. 2016): w = (N P(i))^-beta / max w.
+        probabilities = self.tree.get(leaves) / self.tree.total
+        weights = (self.size() * probabilities) ** (-beta)
+        weights /= weights.max()
+        return {
+            "obs": self._stack(rows, absolute),
+            "actions": self.arrays["actions"][rows, slots],
+            "returns": returns.numpy().astype(np.float32),
+            "discount": discount.numpy().astype(np.float32),
+            "next_obs": self._stack(rows, absolute + steps),
+            "cut": cut,
+            "cut_value": self.arrays["timeout_value"][rows, end_slots],
+            "weights": weights.astype(np.float32),
+            "policy_version": self.arrays["policy_version"][rows, slots],
+            "leaves": leaves,
+            "absolute": absolute,
+        }
+
+    def update_priorities(self, leaves: np.ndarray, absolute: np.ndarray, priorities: np.ndarray) -> None:
+        """New |TD error| priorities for sampled transitions still in the buffer."""
+        if not self.prioritized:
+            return
+        rows, slots = np.divmod(leaves, self.slots)
+        newest = self.count[rows] - 1
+        still_there = newest - (newest - slots) % self.slots == absolute
+        low = np.array([self._valid_range(c)[0] for c in self.count[rows]])
+        keep = still_there & (absolute >= low) & (self.tree.get(leaves) > 0)
+        self.tree.update(leaves[keep], np.asarray(priorities, np.float64)[keep] ** self.alpha)
