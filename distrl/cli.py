@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent (default: PPO on CartPole-v1, embedded local Ray)")
     train.add_argument("--config", metavar="FILE", help="YAML config file (see configs/)")
     train.add_argument("--env", metavar="ID", help="environment id, e.g. CartPole-v1 or ALE/Pong-v5")
-    train.add_argument("--algo", metavar="NAME", help="algorithm (ppo)")
+    train.add_argument("--algo", metavar="NAME", help="ppo (default), a2c, a3c, impala, appo, dqn, qlearning")
     train.add_argument("--num-workers", metavar="N", help="rollout workers, or 'auto'")
     train.add_argument("--envs-per-worker", metavar="K", help="environment copies per worker")
     train.add_argument("--seed", metavar="S")

@@ -9,6 +9,8 @@ import torch
 import yaml
 
 from distrl import checkpoint
+from distrl.algos import ALGORITHMS
+from distrl.errors import CheckpointError
 from distrl.config import resolve
 from distrl.envs import family_of, make_env
 from distrl.models import build_model
@@ -24,8 +26,14 @@ def evaluate(path: str | Path, episodes: int, greedy: bool = False, seed: int = 
     config = resolve(yaml.safe_load(state["config_yaml"]) or {})
     options = {**config.env.options, **family_of(config.env.id).eval_options}
     env = make_env(config.env.id, seed=seed, **options)
-    model = build_model(config.model, env.observation_space, env.action_space)
-    model.load_state_dict(state["model"])
+    model = build_model(config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as error:
+        raise CheckpointError(
+            f"The weights in {str(folder)!r} do not fit the {config.algo} model its config describes "
+            f"({str(error).splitlines()[0]}). The checkpoint may come from another distrl version."
+        ) from None
     model.eval()
     torch.manual_seed(seed)
 

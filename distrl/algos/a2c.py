@@ -51,17 +51,19 @@ class A2CConfig:
     section = "a2c"
 
 
-# The tuned CartPole settings (8 envs x 16 steps, lr annealed over 150k steps) and the
-# Baselines Atari settings (16 envs x 5 steps, rewards clipped).
+# "pixels": Baselines' Atari settings (8 envs x 5 steps per worker, rewards clipped).
+# "vector": tuned here on CartPole-v1 with 2 workers (solves it in about 90k-150k steps):
+# Baselines' 5-step RMSProp A2C with a higher learning rate annealed over 300k steps,
+# normalized advantages and no entropy bonus.
 PRESETS = {
     "pixels": {
         "runtime": {"envs_per_worker": 8, "fragment_length": 5},
         "a2c": {"lr": 7e-4, "anneal_env_steps": 10_000_000, "ent_coef": 0.01, "reward_clip": 1.0},
     },
     "vector": {
-        "runtime": {"envs_per_worker": 4, "fragment_length": 16},
+        "runtime": {"envs_per_worker": 4, "fragment_length": 5},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
-        "a2c": {"lr": 1e-3, "anneal_env_steps": 200_000, "gae_lambda": 0.95, "ent_coef": 0.0,
+        "a2c": {"lr": 2e-3, "anneal_env_steps": 300_000, "gae_lambda": 1.0, "ent_coef": 0.0,
                 "normalize_advantages": True, "max_grad_norm": 0.5},
     },
 }

@@ -36,11 +36,14 @@ PRESETS = {
         "runtime": {"envs_per_worker": 1, "fragment_length": 5},
         "a3c": {"anneal_env_steps": 10_000_000, "reward_clip": 1.0},
     },
+    # Tuned here on CartPole-v1 with 2 workers (about 100k-130k steps over three seeds):
+    # A2C's vector settings, applied per worker by the shared RMSProp. Adam and longer
+    # fragments learned faster on some seeds and collapsed on others.
     "vector": {
-        "runtime": {"envs_per_worker": 4, "fragment_length": 16},
+        "runtime": {"envs_per_worker": 4, "fragment_length": 5},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
-        "a3c": {"lr": 1e-3, "optimizer": "adam", "optimizer_eps": 1e-5, "anneal_env_steps": 200_000,
-                "gae_lambda": 0.95, "ent_coef": 0.0, "normalize_advantages": True, "max_grad_norm": 0.5},
+        "a3c": {"lr": 2e-3, "optimizer": "rmsprop", "optimizer_eps": 1e-5, "anneal_env_steps": 300_000,
+                "gae_lambda": 1.0, "ent_coef": 0.0, "normalize_advantages": True, "max_grad_norm": 0.5},
     },
 }
 

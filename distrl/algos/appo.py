@@ -40,7 +40,7 @@ PRESETS = {
     "vector": {
         "runtime": {"envs_per_worker": 4, "fragment_length": 32},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
-        "appo": {"lr": 1e-3, "anneal_env_steps": 200_000, "ent_coef": 0.0, "epochs": 4, "num_minibatches": 2},
+        "appo": {"lr": 1e-3, "anneal_env_steps": 300_000, "ent_coef": 0.0, "epochs": 4, "num_minibatches": 2},
     },
 }
 

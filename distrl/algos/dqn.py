@@ -82,12 +82,13 @@ PRESETS = {
         "runtime": {"envs_per_worker": 4, "fragment_length": 50},
         "dqn": {"reward_clip": 1.0, "priority_beta_anneal_env_steps": 10_000_000},
     },
-    # CartPole: rl-baselines3-zoo's tuned DQN (lr 2.3e-3, batch 64, 256-unit layers, fast
-    # target copies, a high replay ratio), with Ape-X's ladder made greedier for 8 env copies.
+    # CartPole, tuned here with 2 workers (solves it in about 75k steps): in the spirit of
+    # rl-baselines3-zoo's DQN (batch 64, a high replay ratio, frequent target copies) with a
+    # smaller net, 3-step returns, and Ape-X's ladder made greedier for 8 env copies.
     "vector": {
         "runtime": {"envs_per_worker": 4, "fragment_length": 16},
-        "model": {"kind": "mlp", "hidden_sizes": [256, 256], "activation": "relu"},
-        "dqn": {"lr": 2.3e-3, "adam_eps": 1e-8, "batch_size": 64, "n_step": 3, "target_update_interval": 10,
+        "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "relu"},
+        "dqn": {"lr": 1e-3, "adam_eps": 1e-8, "batch_size": 64, "n_step": 3, "target_update_interval": 100,
                 "replay_capacity": 100_000, "learning_starts": 1000, "replay_ratio": 32.0,
                 "epsilon_base": 0.1, "epsilon_alpha": 7.0, "epsilon_anneal_env_steps": 10_000,
                 "priority_beta_anneal_env_steps": 100_000, "max_grad_norm": 10.0},

@@ -56,10 +56,11 @@ PRESETS = {
         "runtime": {"envs_per_worker": 8, "fragment_length": 20},
         "impala": {"anneal_env_steps": 50_000_000, "reward_clip": 1.0},
     },
+    # Tuned here on CartPole-v1 with 2 workers (about 90k steps): Adam, 16-step fragments.
     "vector": {
-        "runtime": {"envs_per_worker": 4, "fragment_length": 32},
+        "runtime": {"envs_per_worker": 4, "fragment_length": 16},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
-        "impala": {"lr": 1e-3, "optimizer": "adam", "optimizer_eps": 1e-5, "anneal_env_steps": 200_000,
+        "impala": {"lr": 2e-3, "optimizer": "adam", "optimizer_eps": 1e-5, "anneal_env_steps": 300_000,
                    "ent_coef": 0.0, "max_grad_norm": 0.5, "gamma": 0.99},
     },
 }

@@ -70,6 +70,33 @@ class OneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return one_hot
 
 
+class Discretize(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """A continuous observation as one cell index of a grid: dimension ``d`` is cut into
+    ``bins[d]`` equal intervals between ``bounds[d]`` (values outside fall in the edge cells).
+    The cell index is row-major over the dimensions, so there are ``prod(bins)`` states."""
+
+    def __init__(self, env: gym.Env, bins: list[int], bounds: list[list[float]]):
+        gym.utils.RecordConstructorArgs.__init__(self, bins=bins, bounds=bounds)
+        gym.ObservationWrapper.__init__(self, env)
+        from distrl.errors import ConfigError
+
+        shape = env.observation_space.shape
+        if len(bins) != shape[0] or len(bounds) != shape[0]:
+            raise ConfigError(
+                f"env.options.bins and bounds need one entry per observation dimension ({shape[0]}); "
+                f"got {len(bins)} bins and {len(bounds)} bounds."
+            )
+        self.bins = np.asarray(bins, dtype=np.int64)
+        self.low = np.asarray([b[0] for b in bounds], dtype=np.float64)
+        self.high = np.asarray([b[1] for b in bounds], dtype=np.float64)
+        self.observation_space = gym.spaces.Discrete(int(np.prod(self.bins)))
+
+    def observation(self, observation):
+        fraction = (np.asarray(observation, dtype=np.float64) - self.low) / (self.high - self.low)
+        cells = np.clip((fraction * self.bins).astype(np.int64), 0, self.bins - 1)
+        return int(np.ravel_multi_index(cells, self.bins))
+
+
 class ResizeFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Resizes frames to ``size x size``. Gray frames (``[H, W]``, ``[H, W, 1]`` or
     ``[1, H, W]``) come out 2-D; colour frames ``[H, W, 3]`` come out channel-first

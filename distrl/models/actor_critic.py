@@ -54,14 +54,18 @@ class ActorCritic(nn.Module):
 def build_trunk(model_config, obs_space: gym.Space) -> nn.Module:
     """Nature CNN for image stacks ``[C, H, W]``, MLP for vectors (``model.kind: auto``)."""
     shape = tuple(obs_space.shape or ())
+    is_image = len(shape) == 3
+    big_enough = is_image and min(shape[1:]) >= NatureCNN.MIN_SIZE
     kind = model_config.kind
     if kind == "auto":
-        kind = "cnn" if len(shape) == 3 else "mlp"
+        # Frames smaller than the CNN's receptive field (tiny grids) go to an MLP.
+        kind = "cnn" if big_enough else "mlp"
     if kind == "cnn":
-        if len(shape) != 3:
+        if not big_enough:
             raise ConfigError(
-                f"model.kind=cnn needs image observations [C, H, W], and this environment's "
-                f"observations have shape {shape}. Use model.kind=mlp (or auto)."
+                f"model.kind=cnn needs image observations [C, H, W] of at least "
+                f"{NatureCNN.MIN_SIZE}x{NatureCNN.MIN_SIZE}, and this environment's observations have "
+                f"shape {shape}. Use model.kind=mlp (or auto), or a larger env.options.screen_size."
             )
         return NatureCNN(shape)
     if kind == "mlp":

@@ -10,6 +10,8 @@ class NatureCNN(nn.Module):
     """The DQN Nature paper's network (Mnih et al. 2015): three conv layers and a 512-unit
     layer, for uint8 frame stacks ``[C, 84, 84]``. Frames stay uint8 until here."""
 
+    MIN_SIZE = 36  # the smallest frame its three conv layers accept
+
     def __init__(self, obs_shape: tuple[int, ...], hidden: int = 512):
         super().__init__()
         channels = obs_shape[0]

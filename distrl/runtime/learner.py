@@ -14,6 +14,9 @@ from distrl.models import build_model
 from distrl.runtime.weights import get_weights
 
 
+# Replay batches fetched per round trip to a shard.
+REPLAY_CHUNK = 8
+
 # Fragment arrays with one row per env copy, not per step.
 PER_ENV_KEYS = ("last_obs", "bootstrap_value")
 
@@ -87,38 +90,47 @@ class Learner:
 
     def train_from_replay(self, num_updates: int, env_steps: int) -> dict[str, float]:
         """``num_updates`` gradient steps on batches sampled from the replay shards (DQN),
-        sending the new priorities back after each; then publish. The next batch is
-        requested before the current one is trained on, so sampling overlaps learning."""
+        sending the new priorities back after each; then publish. Batches come in chunks of
+        ``REPLAY_CHUNK`` per round trip, and the next chunk is requested before the current
+        one is trained on, so sampling overlaps learning."""
         algorithm = self.algorithm
         beta = algorithm.priority_beta(env_steps)
         shards = self.replay_shards
         per_shard = -(-algorithm.config.batch_size // len(shards))  # ceil
-        request = lambda: [shard.sample.remote(per_shard, beta) for shard in shards]  # noqa: E731
-        pending = request()
+
+        def request(count: int) -> list:
+            return [shard.sample_batches.remote(per_shard, beta, count) for shard in shards]
+
         totals: dict[str, float] = {}
         lags: list[float] = []
         steps = 0
+        remaining = num_updates
+        pending = request(min(REPLAY_CHUNK, remaining))
         self.model.train()
-        for update in range(num_updates):
-            parts = [(shard, part) for shard, part in zip(shards, ray.get(pending)) if part is not None]
-            if update + 1 < num_updates:
-                pending = request()
-            if not parts:
-                break
-            batch = {
-                key: torch.from_numpy(np.concatenate([part[key] for _, part in parts])).to(self.device)
-                for key in ("obs", "actions", "returns", "discount", "next_obs", "cut", "cut_value", "weights")
-            }
-            stats, priorities = algorithm.learn(batch, env_steps)
-            offset = 0
-            for shard, part in parts:
-                size = len(part["leaves"])
-                shard.update_priorities.remote(part["leaves"], part["absolute"], priorities[offset : offset + size])
-                offset += size
-                lags.append(float(np.mean(self.version - part["policy_version"])))
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-            steps += 1
+        while remaining > 0:
+            chunks = ray.get(pending)
+            count = min(REPLAY_CHUNK, remaining)
+            remaining -= count
+            if remaining > 0:
+                pending = request(min(REPLAY_CHUNK, remaining))
+            if all(chunk is None for chunk in chunks):
+                break  # nothing sampleable yet
+            for j in range(count):
+                parts = [(shard, chunk[j]) for shard, chunk in zip(shards, chunks) if chunk is not None]
+                batch = {
+                    key: torch.from_numpy(np.concatenate([part[key] for _, part in parts])).to(self.device)
+                    for key in ("obs", "actions", "returns", "discount", "next_obs", "cut", "cut_value", "weights")
+                }
+                stats, priorities = algorithm.learn(batch, env_steps)
+                offset = 0
+                for shard, part in parts:
+                    size = len(part["leaves"])
+                    shard.update_priorities.remote(part["leaves"], part["absolute"], priorities[offset : offset + size])
+                    offset += size
+                    lags.append(float(np.mean(self.version - part["policy_version"])))
+                for key, value in stats.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                steps += 1
         self.version += 1
         self.updates += steps
         self.publish()

@@ -194,6 +194,13 @@ class ReplayBuffer:
             parts.insert(0, frames[rows, current % self.slots])
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
+    def sample_batches(self, batch_size: int, beta: float, count: int) -> Optional[list[dict[str, np.ndarray]]]:
+        """``count`` batches in one call, so the learner pays one round trip for several
+        gradient steps; None while nothing can be sampled yet."""
+        if self.tree.total <= 0:
+            return None
+        return [self.sample(batch_size, beta) for _ in range(count)]
+
     def sample(self, batch_size: int, beta: float) -> Optional[dict[str, np.ndarray]]:
         """``batch_size`` transitions drawn with probability proportional to their priority
         (uniformly without prioritization); None while nothing can be sampled yet."""
@@ -233,6 +240,11 @@ class ReplayBuffer:
             "leaves": leaves,
             "absolute": absolute,
         }
+
+    def describe(self) -> dict[str, Any]:
+        """What is stored, for people and tests: array shapes and the number of transitions."""
+        return {"shapes": {key: value.shape for key, value in self.arrays.items()}, "size": self.size(),
+                "streams": dict(self.rows), "slots_per_stream": self.slots}
 
     def update_priorities(self, leaves: np.ndarray, absolute: np.ndarray, priorities: np.ndarray) -> None:
         """New |TD error| priorities for sampled transitions still in the buffer."""

@@ -1,0 +1,72 @@
+"""DQN's update on a batch built by hand, with a Q-table so that every number is known."""
+
+import numpy as np
+import pytest
+import torch
+
+from distrl.algos.dqn import DQN, DQNConfig, epsilons
+from distrl.models import QTable
+
+
+def one_hot(states, n=3):
+    return torch.eye(n)[torch.as_tensor(states)]
+
+
+def test_double_dqn_targets_huber_loss_and_priorities():
+    model = QTable(3, 2)
+    model.table.data = torch.tensor([[1.0, 2.0], [0.5, 3.0], [4.0, -1.0]])
+    config = DQNConfig(lr=1e-12, gamma=0.9, huber_delta=1.0, priority_eps=0.0, target_update_interval=1000)
+    dqn = DQN(config, model, None)
+    dqn.target.table.data = torch.tensor([[0.0, 10.0], [7.0, 5.0], [2.0, 9.0]])
+    batch = {
+        "obs": one_hot([0, 1, 2]),
+        "actions": torch.tensor([1, 0, 0]),
+        "returns": torch.tensor([1.0, 0.5, 2.0]),
+        "discount": torch.tensor([0.81, 0.0, 0.729]),
+        "next_obs": one_hot([1, 2, 0]),
+        "cut": torch.tensor([False, False, True]),
+        "cut_value": torch.tensor([0.0, 0.0, 4.0]),
+        "weights": torch.tensor([1.0, 0.5, 0.25]),
+    }
+    stats, priorities = dqn.learn(batch, env_steps=0)
+    # Row 0: Q(0, 1) = 2; the online net picks argmax Q(1, .) = action 1, the target net
+    #        values it at 5: target = 1 + 0.81 * 5 = 5.05, TD error 3.05.
+    # Row 1: Q(1, 0) = 0.5; terminal (discount 0): target 0.5, TD error 0.
+    # Row 2: Q(2, 0) = 4; the window was cut by a time limit: bootstrap from the recorded 4,
+    #        not from the target net: target = 2 + 0.729 * 4 = 4.916, TD error 0.916.
+    np.testing.assert_allclose(priorities, [3.05, 0.0, 0.916], rtol=1e-5)
+    huber = lambda x: 0.5 * x * x if abs(x) <= 1 else abs(x) - 0.5  # noqa: E731
+    expected_loss = (1.0 * huber(3.05) + 0.5 * huber(0.0) + 0.25 * huber(0.916)) / 3
+    assert stats["loss"] == pytest.approx(expected_loss, rel=1e-5)
+
+    dqn.config.double = False  # plain DQN: the target net picks and values, max Q_target(1, .) = 7
+    _, priorities = dqn.learn(batch, env_steps=0)
+    assert priorities[0] == pytest.approx(1 + 0.81 * 7 - 2)
+
+
+def test_target_network_copies_every_interval_or_follows_by_polyak():
+    model = QTable(3, 2)
+    dqn = DQN(DQNConfig(lr=0.1, target_update_interval=2), model, None)
+    batch = {
+        "obs": one_hot([0]), "actions": torch.tensor([0]), "returns": torch.tensor([1.0]),
+        "discount": torch.tensor([0.0]), "next_obs": one_hot([1]), "cut": torch.tensor([False]),
+        "cut_value": torch.tensor([0.0]), "weights": torch.tensor([1.0]),
+    }
+    dqn.learn(batch, 0)
+    assert torch.all(dqn.target.table == 0) and model.table[0, 0] != 0
+    dqn.learn(batch, 0)
+    assert torch.equal(dqn.target.table, model.table)
+    polyak = DQN(DQNConfig(lr=0.1, tau=0.5), QTable(3, 2), None)
+    polyak.learn(batch, 0)
+    assert polyak.target.table[0, 0] == pytest.approx(0.5 * polyak.model.table[0, 0].item())
+
+
+def test_epsilon_ladder_over_all_env_copies():
+    config = DQNConfig(epsilon_base=0.4, epsilon_alpha=7.0, epsilon_anneal_env_steps=0)
+    ladder = np.concatenate([epsilons(config, w, 2, 4, 0) for w in range(2)])
+    expected = 0.4 ** (1 + 7 * np.arange(8) / 7)
+    np.testing.assert_allclose(ladder, expected, rtol=1e-6)
+    annealing = DQNConfig(epsilon_base=0.4, epsilon_alpha=7.0, epsilon_anneal_env_steps=1000)
+    np.testing.assert_allclose(epsilons(annealing, 0, 1, 1, 0), [1.0])
+    np.testing.assert_allclose(epsilons(annealing, 0, 1, 1, 500), [0.7], rtol=1e-6)
+    np.testing.assert_allclose(epsilons(annealing, 0, 1, 1, 5000), [0.4], rtol=1e-6)
