@@ -1,4 +1,4 @@
-"""Command line: ``distrl train``, ``distrl eval``, ``distrl envs``.
+"""Command line: ``distrl train``, ``eval``, ``envs``, ``submit`` and ``jobs``.
 
 Errors the user can fix print one paragraph and exit non-zero (2 for bad input); they
 never print a traceback.
@@ -62,6 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=12345, metavar="S")
 
     sub.add_parser("envs", help="list the environment families, their ids and default options")
+
+    submit = sub.add_parser(
+        "submit", help="send a training run to a Ray cluster as a Ray Job",
+        description="Send `distrl train ...` to a cluster as a Ray Job: distrl submit --address "
+        "http://HEAD:8265 -- train --env ALE/Pong-v5 --num-workers auto",
+    )
+    submit.add_argument("--address", metavar="URL", help="the Jobs API (dashboard), default $RAY_API_SERVER_ADDRESS "
+                        "or http://127.0.0.1:8265")
+    submit.add_argument("--working-dir", metavar="DIR", help="folder uploaded for the job (default: the project)")
+    submit.add_argument("--wait", action="store_true", help="follow the job's logs and exit with its result")
+    submit.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- train ...")
+
+    jobs = sub.add_parser("jobs", help="follow submitted runs: status, logs, stop, list")
+    jobs.add_argument("action", choices=["status", "logs", "stop", "list"])
+    jobs.add_argument("job_id", nargs="?", metavar="ID")
+    jobs.add_argument("--address", metavar="URL")
+    jobs.add_argument("--follow", action="store_true", help="logs: keep printing until the job ends")
     return parser
 
 
@@ -171,11 +188,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out_dir = _output_folder(config, folder)
     config.output.dir = str(out_dir)
 
-    if not config.runtime.address:
-        # Must happen before Ray is imported (by the trainer below).
-        from distrl.runtime.cluster import prefer_loopback
+    from distrl.runtime import cluster
 
-        prefer_loopback()
+    if cluster.starts_embedded(config.runtime.address):
+        cluster.prefer_loopback()  # must happen before Ray is imported (by the trainer below)
     from distrl.runtime.trainer import Trainer
 
     if note:
@@ -224,13 +240,26 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from distrl.jobs import submit
+
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    return submit(args.address, train_args, args.working_dir, args.wait)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from distrl.jobs import command
+
+    return command(args.action, args.job_id, args.address, args.follow)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "submit": cmd_submit, "jobs": cmd_jobs}
     try:
         return handlers[args.command](args)
     except DistrlError as error:

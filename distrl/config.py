@@ -59,8 +59,13 @@ class ModelConfig:
 
 @dataclass
 class RuntimeConfig:
-    # "auto": as many workers as the cluster has CPUs to spare for them.
+    # "auto": as many workers as the cluster has CPUs to spare for them, growing and
+    # shrinking with the cluster while training.
     num_workers: Union[int, Literal["auto"]] = 2
+    # With "auto": at most this many, and the autoscaler is asked for their CPUs (None: no cap, no request).
+    max_workers: Optional[int] = None
+    # With "auto": how often (seconds) to look for room on nodes that joined.
+    elastic_check_s: float = 5.0
     envs_per_worker: int = 4
     fragment_length: int = 32
     # Backpressure: sampled fragments a worker may have waiting for the learner.
@@ -379,6 +384,9 @@ def validate(config: Config) -> None:
     if not config.model.hidden_sizes or min(config.model.hidden_sizes) < 1:
         raise ConfigError(f"Config key 'model.hidden_sizes' needs one or more sizes >= 1, got {config.model.hidden_sizes}.")
     runtime = config.runtime
+    if runtime.max_workers is not None:
+        _positive("runtime.max_workers", runtime.max_workers)
+    _positive("runtime.elastic_check_s", runtime.elastic_check_s)
     if runtime.num_workers == "auto" and runtime.num_cpus_per_worker <= 0:
         raise ConfigError(
             "runtime.num_workers=auto counts workers by runtime.num_cpus_per_worker, which is 0; "

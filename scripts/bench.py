@@ -143,7 +143,7 @@ def main() -> None:
         return
 
     cpus = os.cpu_count() or 1
-    ray.init(num_cpus=max(cpus, args.workers + 1), include_dashboard=False, logging_level="WARNING",
+    ray.init(address="local", num_cpus=max(cpus, args.workers + 1), include_dashboard=False, logging_level="WARNING",
              log_to_driver=False)
     rows = []
     for env_id in args.envs:

@@ -20,14 +20,14 @@ def ray_local():
     """A real local Ray for tests that drive actors directly."""
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield ray
     ray.shutdown()
 
 
-def run_distrl(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_distrl(*args: str, timeout: float = 600, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the ``distrl`` command line as a user would, in its own process."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(env or os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(
         [sys.executable, "-m", "distrl", *args],
         capture_output=True,

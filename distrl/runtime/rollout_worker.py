@@ -16,8 +16,9 @@ from distrl.envs import frames_per_step, make_env
 from distrl.models import build_model
 from distrl.runtime.weights import get_weights, set_weights
 
-# What the driver tells a worker about the run with each request.
-Progress = dict[str, int]  # {"env_steps": ..., "num_workers": ...}
+# What the driver tells a worker about the run with each request:
+# {"env_steps": ..., "num_workers": ..., "rank": this worker's position among them}.
+Progress = dict[str, int]
 
 
 @ray.remote
@@ -88,8 +89,9 @@ class RolloutWorker:
         T, K = self.config.runtime.fragment_length, len(self.envs)
         behaviour = {}
         if self.spec.behaviour is not None:
+            # The worker's rank among the current workers places it on the exploration ladder.
             behaviour = self.spec.behaviour(
-                self.config.algo_config, self.worker_index, progress.get("num_workers", 1), K,
+                self.config.algo_config, progress.get("rank", self.worker_index), progress.get("num_workers", 1), K,
                 progress.get("env_steps", 0),
             )
         fragment = {

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from distrl import checkpoint
 from distrl.algos import ALGORITHMS
@@ -28,6 +28,7 @@ from distrl.runtime.parameter_server import ParameterServer
 from distrl.runtime.rollout_worker import RolloutWorker
 
 RETURN_WINDOW = 100  # episode_return_mean is over the last 100 episodes
+NODE_VERDICT_S = 30.0  # how long to wait for the cluster to say whether a silent node died
 
 
 @dataclass
@@ -71,13 +72,15 @@ class Trainer:
         self.counters = Counters(**(resume_state or {}).get("counters", {}))
         self.recent_returns: deque[float] = deque((resume_state or {}).get("recent_returns", []), maxlen=RETURN_WINDOW)
         self.recent_lengths: deque[float] = deque((resume_state or {}).get("recent_lengths", []), maxlen=RETURN_WINDOW)
-        self.workers: list[Any] = []
-        self.worker_nodes: list[str] = []
+        # Rollout workers by id. Every worker ever created gets a new id, replacements too, so
+        # its env copies are new replay streams and new seeds.
+        self.workers: dict[int, Any] = {}
+        self.worker_nodes: dict[int, str] = {}
+        self.next_worker_id = 0
         self.replay_shards: list[Any] = []
-        # Requests out with workers: summary ref -> (worker index, worker handle, fragment ref).
+        # Requests out with workers: summary ref -> (worker id, worker handle, fragment ref).
         self.inflight: dict[Any, tuple[int, Any, Any]] = {}
         self._gradient_steps_started = 0
-        self.workers_created = 0
         self.restarts_this_run = 0
         self.failures_in_a_row = 0
         self._learner_stats: dict[str, list[float]] = {}
@@ -85,12 +88,19 @@ class Trainer:
 
     # ---------------------------------------------------------------- set-up
 
+    @property
+    def elastic(self) -> bool:
+        return self.config.runtime.num_workers == "auto"
+
     def _num_workers(self) -> int:
+        """A fixed count, or (``auto``) as many as the cluster's CPUs allow next to the
+        learner, up to ``runtime.max_workers``."""
         runtime = self.config.runtime
-        if runtime.num_workers != "auto":
+        if not self.elastic:
             return int(runtime.num_workers)
         spare = cluster.cluster_cpus() - runtime.num_cpus_per_learner
-        return max(1, int(spare // max(runtime.num_cpus_per_worker, 1e-9)))
+        count = max(1, int(spare // runtime.num_cpus_per_worker))
+        return min(count, runtime.max_workers) if runtime.max_workers else count
 
     def _learner_gpus(self) -> float:
         wanted = self.config.runtime.num_gpus_per_learner
@@ -98,33 +108,52 @@ class Trainer:
             return 1.0 if cluster.cluster_gpus() >= 1 else 0.0
         return float(wanted)
 
-    def _create_worker(self, index: int) -> Any:
+    def _create_worker(self) -> int:
+        """A new rollout worker (not yet set up); returns its id."""
+        worker_id = self.next_worker_id
+        self.next_worker_id += 1
         # A new seed for every worker ever created, so a replacement does not replay its
         # predecessor's episodes; a resumed run continues from different seeds too.
-        seed = self.config.seed * 1_000_003 + 10_007 * self.workers_created + self.counters.learner_updates
-        self.workers_created += 1
-        return RolloutWorker.options(
+        seed = self.config.seed * 1_000_003 + 10_007 * worker_id + self.counters.learner_updates
+        self.workers[worker_id] = RolloutWorker.options(
             num_cpus=self.config.runtime.num_cpus_per_worker,
             scheduling_strategy="SPREAD",
-        ).remote(index, self.config, self.parameter_server, seed, self.replay_shards)
+        ).remote(worker_id, self.config, self.parameter_server, seed, self.replay_shards)
+        return worker_id
 
-    def _setup_workers(self, workers: list[Any]) -> list[dict[str, Any]]:
-        refs = [worker.setup.remote() for worker in workers]
+    def _setup_workers(self, worker_ids: list[int], patience_s: Optional[float] = None) -> list[dict[str, Any]]:
+        """Build the envs of these workers. Waits for the cluster to place them (telling the
+        user every 30 s), or, with ``patience_s``, gives up on those not placed by then:
+        they are removed and [] stands for each in the result."""
+        refs = [self.workers[worker_id].setup.remote() for worker_id in worker_ids]
         waited = 0.0
         while True:
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=30.0)
+            step = 30.0 if patience_s is None else max(0.1, min(30.0, patience_s - waited))
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=step)
+            waited += step
             if len(ready) == len(refs):
                 break
-            waited += 30.0
+            if patience_s is not None and waited >= patience_s:
+                break
             self.metrics.message(
                 f"waiting for resources: {len(refs) - len(ready)} of {len(refs)} rollout workers not "
                 f"placed after {waited:.0f}s (each needs {self.config.runtime.num_cpus_per_worker} CPU; "
                 f"the cluster has {cluster.cluster_cpus():.0f} CPUs)"
             )
-        try:
-            return ray.get(refs)
-        except RayTaskError as error:
-            raise task_failure(error, f"A rollout worker could not build {self.config.env.id!r}") from None
+        infos = []
+        for worker_id, ref in zip(worker_ids, refs):
+            try:
+                info = ray.get(ref, timeout=0) if ref in ready else None
+            except RayTaskError as error:
+                raise task_failure(error, f"A rollout worker could not build {self.config.env.id!r}") from None
+            except RayActorError:
+                info = None  # its node went away while it started
+            if info is None:
+                self._forget_worker(worker_id)
+            else:
+                self.worker_nodes[worker_id] = info["node_id"]
+            infos.append(info or {})
+        return infos
 
     def _create_replay(self, num_workers: int) -> list[Any]:
         """The DQN family's replay shards; env copy j of all workers goes to shard j % shards."""
@@ -137,7 +166,7 @@ class Trainer:
         for index in range(cfg.replay_shards):
             expected = len(range(index, streams, cfg.replay_shards))
             shards.append(
-                ReplayBuffer.remote(
+                ReplayBuffer.options(**cluster.on_head_node()).remote(
                     cfg.replay_capacity // cfg.replay_shards, expected,
                     frame_stack_of(self.config.env.id, self.config.env.options), cfg.n_step, cfg.gamma,
                     cfg.reward_clip, cfg.prioritized, cfg.priority_alpha, self.config.seed + index,
@@ -148,16 +177,22 @@ class Trainer:
     def _start(self) -> None:
         runtime = self.config.runtime
         flow = self.spec.data_flow
-        self.parameter_server = ParameterServer.remote()
+        head = cluster.on_head_node()
+        self.parameter_server = ParameterServer.options(**head).remote()
         num_workers = self._num_workers()
         self.replay_shards = self._create_replay(num_workers) if flow == "replay" else []
-        self.workers = [self._create_worker(i) for i in range(num_workers)]
         if flow != "gradients":  # A3C's parameter server is its learner
+            gpus = self._learner_gpus()
+            # A GPU learner goes wherever the GPU is; a CPU learner stays on the head node.
+            # Created before the workers so that its CPU on the head is taken first; its
+            # process still starts while the workers build their environments.
             self.learner = Learner.options(
-                num_cpus=runtime.num_cpus_per_learner, num_gpus=self._learner_gpus()
+                num_cpus=runtime.num_cpus_per_learner, num_gpus=gpus, **({} if gpus else head)
             ).remote(self.config, self.parameter_server, self.replay_shards)
-        infos = self._setup_workers(self.workers)
-        self.worker_nodes = [info["node_id"] for info in infos]
+        worker_ids = [self._create_worker() for _ in range(num_workers)]
+        infos = [info for info in self._setup_workers(worker_ids) if info]
+        if not infos:
+            raise DistrlError("No rollout worker could be placed on the cluster.")
         spaces = (infos[0]["observation_space"], infos[0]["action_space"])
         try:
             if flow == "gradients":
@@ -175,17 +210,35 @@ class Trainer:
                     error, "The checkpoint does not fit this run's model (was model.* or env changed?)"
                 ) from None
         self.metrics.message(
-            f"distrl: {self.config.algo} on {self.config.env.id}: {num_workers} rollout workers x "
-            f"{runtime.envs_per_worker} envs on {len(set(self.worker_nodes))} node(s), learner on {device}; "
-            f"output in {self.out_dir}"
+            f"distrl: {self.config.algo} on {self.config.env.id}: {len(self.workers)} rollout workers x "
+            f"{runtime.envs_per_worker} envs on {len(set(self.worker_nodes.values()))} node(s), learner on "
+            f"{device}; output in {self.out_dir}"
         )
+        self._last_rescale = time.monotonic()
+        self._ask_autoscaler()
 
     # ---------------------------------------------------------------- workers
 
-    def _replace_worker(self, index: int, error: BaseException) -> None:
+    def _forget_worker(self, worker_id: int) -> None:
+        handle = self.workers.pop(worker_id, None)
+        self.worker_nodes.pop(worker_id, None)
+        if handle is not None:
+            try:
+                ray.kill(handle, no_restart=True)
+            except Exception:
+                pass  # already gone
+
+    def _replace_worker(self, worker_id: int, error: BaseException) -> None:
+        """A worker failed: with ``num_workers: auto`` and its node gone, the run shrinks;
+        otherwise a new worker (new id, new seed) takes its place."""
+        reason = first_line(error)
+        node = self.worker_nodes.get(worker_id)
+        self._forget_worker(worker_id)
+        if self.elastic and node is not None and self._node_left(node, error):
+            self.metrics.message(f"rollout worker {worker_id} left with its node; {len(self.workers)} remain")
+            return
         self.counters.worker_restarts += 1
         self.restarts_this_run += 1
-        reason = first_line(error)
         # A crash (RayActorError) is bad luck; an exception in the env is a bug that will
         # happen again, so several in a row without any good fragment end the run.
         self.failures_in_a_row = self.failures_in_a_row + 1 if isinstance(error, RayTaskError) else 0
@@ -196,50 +249,101 @@ class Trainer:
                 f"({self.failures_in_a_row} errors in a row; limit runtime.max_worker_restarts={limit}); "
                 f"the last failure: {reason}. The checkpoints written so far are in {self.out_dir / 'checkpoints'}."
             )
-        try:
-            ray.kill(self.workers[index], no_restart=True)
-        except Exception:
-            pass  # already gone
-        self.workers[index] = self._create_worker(index)
-        (info,) = self._setup_workers([self.workers[index]])
-        self.worker_nodes[index] = info["node_id"]
-        self.metrics.message(
-            f"rollout worker {index} failed ({reason}); replaced it "
-            f"({self.counters.worker_restarts} restart(s) so far)"
-        )
+        new_id = self._create_worker()
+        self._setup_workers([new_id], patience_s=60.0 if self.elastic else None)
+        if new_id in self.workers:
+            self.metrics.message(
+                f"rollout worker {worker_id} failed ({reason}); worker {new_id} replaced it "
+                f"({self.counters.worker_restarts} restart(s) so far)"
+            )
+        if not self.workers:
+            raise DistrlError(f"Every rollout worker is gone (the last: {reason}); the cluster has no room for new ones.")
 
-    def _progress(self) -> dict[str, int]:
-        return {"env_steps": self.counters.env_steps, "num_workers": len(self.workers)}
+    def _node_left(self, node: str, error: BaseException) -> bool:
+        """Did the worker fail because its node left the cluster? A node that goes away
+        first shows as an unavailable actor, and the cluster marks the node dead a few
+        seconds later: wait for that verdict, up to NODE_VERDICT_S."""
+        deadline = time.monotonic() + (NODE_VERDICT_S if isinstance(error, ActorUnavailableError) else 0.0)
+        while True:
+            if node not in cluster.alive_nodes():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
 
-    def _submit(self, index: int) -> None:
-        """Ask worker ``index`` for its next piece of work, in the algorithm's data flow."""
-        worker = self.workers[index]
+    def _rescale(self) -> None:
+        """``num_workers: auto``: add workers when nodes joined (the cluster has CPUs to spare).
+        Workers on nodes that left are dropped as their requests fail (``_replace_worker``)."""
+        now = time.monotonic()
+        if not self.elastic or now - self._last_rescale < self.config.runtime.elastic_check_s:
+            return
+        self._last_rescale = now
+        missing = self._num_workers() - len(self.workers)
+        if missing <= 0:
+            return
+        added = [self._create_worker() for _ in range(missing)]
+        self._setup_workers(added, patience_s=60.0)
+        placed = [worker_id for worker_id in added if worker_id in self.workers]
+        if placed:
+            self.metrics.message(
+                f"cluster grew: {len(placed)} rollout worker(s) added, {len(self.workers)} on "
+                f"{len(set(self.worker_nodes.values()))} node(s)"
+            )
+        self._ask_autoscaler()
+
+    def _ask_autoscaler(self) -> None:
+        """With ``num_workers: auto`` and ``runtime.max_workers``, ask the autoscaler for the
+        CPUs of that many workers plus the learner, so a cluster launched from a YAML grows."""
+        runtime = self.config.runtime
+        if self.elastic and runtime.max_workers:
+            bundles = [{"CPU": runtime.num_cpus_per_worker}] * runtime.max_workers
+            if runtime.num_cpus_per_learner:
+                bundles.append({"CPU": runtime.num_cpus_per_learner})
+            cluster.request_cpus(bundles)
+
+    def _progress(self, worker_id: int) -> dict[str, int]:
+        return {
+            "env_steps": self.counters.env_steps,
+            "num_workers": len(self.workers),
+            "rank": sorted(self.workers).index(worker_id),
+        }
+
+    def _submit(self, worker_id: int) -> None:
+        """Ask a worker for its next piece of work, in the algorithm's data flow."""
+        worker = self.workers[worker_id]
         flow = self.spec.data_flow
+        progress = self._progress(worker_id)
         fragment_ref = None
         if flow in ("fragments", "stream"):
-            fragment_ref, summary_ref = worker.sample.remote(self._progress())
+            fragment_ref, summary_ref = worker.sample.remote(progress)
         elif flow == "replay":
-            summary_ref = worker.sample_to_replay.remote(self._progress())
+            summary_ref = worker.sample_to_replay.remote(progress)
         else:
-            summary_ref = worker.a3c_step.remote(self._progress())
-        self.inflight[summary_ref] = (index, worker, fragment_ref)
+            summary_ref = worker.a3c_step.remote(progress)
+        self.inflight[summary_ref] = (worker_id, worker, fragment_ref)
 
-    def _inflight_of(self, index: int) -> int:
-        return sum(1 for i, _, _ in self.inflight.values() if i == index)
+    def _inflight_of(self, worker_id: int) -> int:
+        return sum(1 for i, _, _ in self.inflight.values() if i == worker_id)
+
+    def _top_up(self, depth: int) -> None:
+        """Give every worker ``depth`` requests to work on."""
+        for worker_id in list(self.workers):
+            while self._inflight_of(worker_id) < depth:
+                self._submit(worker_id)
 
     def _receive(self, summary_ref: Any) -> tuple[int, Optional[dict[str, Any]], Any]:
         """The summary of a finished request, counted; ``None`` if the worker failed (it is
-        replaced, once, however many of its requests fail with it)."""
-        index, worker, fragment_ref = self.inflight.pop(summary_ref)
+        replaced or dropped, once, however many of its requests fail with it)."""
+        worker_id, worker, fragment_ref = self.inflight.pop(summary_ref)
         try:
             summary = ray.get(summary_ref)
         except (RayActorError, RayTaskError) as error:
-            if self.workers[index] is worker:
-                self._replace_worker(index, error)
-            return index, None, None
+            if self.workers.get(worker_id) is worker:
+                self._replace_worker(worker_id, error)
+            return worker_id, None, None
         self.failures_in_a_row = 0
         self._count_fragment(summary)
-        return index, summary, fragment_ref
+        return worker_id, summary, fragment_ref
 
     def _count_fragment(self, summary: dict[str, Any]) -> None:
         self.counters.env_steps += summary["env_steps"]
@@ -254,8 +358,8 @@ class Trainer:
         latest = checkpoint.latest(self.out_dir)
         where = f"the newest checkpoint is {latest}; continue with --resume {self.out_dir}" if latest else "no checkpoint was written yet"
         return DistrlError(
-            f"The learner process died ({str(error).strip().splitlines()[0]}); the run cannot go on "
-            f"without it. {where[0].upper() + where[1:]}."
+            f"The learner process died (its process was killed or its node left the cluster); the run "
+            f"cannot go on without it. {where[0].upper() + where[1:]}."
         )
 
     def _finish_update(self, update_ref: Any) -> None:
@@ -283,17 +387,17 @@ class Trainer:
         overlap = bool(getattr(self.config.algo_config, "async_sampling", False))
         update_ref = None
         while True:
-            for index in range(len(self.workers)):
-                if not self._inflight_of(index):
-                    self._submit(index)
             fragments: dict[int, Any] = {}
-            while len(fragments) < len(self.workers):
+            while set(self.workers) - set(fragments):
+                # Ask only the workers that owe this round's fragment (a replacement too);
+                # one that delivered waits for the new weights.
+                for worker_id in set(self.workers) - set(fragments):
+                    if not self._inflight_of(worker_id):
+                        self._submit(worker_id)
                 ready, _ = ray.wait(list(self.inflight), num_returns=1)
-                index, summary, fragment_ref = self._receive(ready[0])
-                if summary is None:
-                    self._submit(index)  # the replacement samples this round's fragment
-                else:
-                    fragments[index] = fragment_ref
+                worker_id, summary, fragment_ref = self._receive(ready[0])
+                if summary is not None:
+                    fragments[worker_id] = fragment_ref
             if update_ref is not None:
                 self._finish_update(update_ref)
             update_ref = self.learner.update.remote([fragments[i] for i in sorted(fragments)], self.counters.env_steps)
@@ -313,15 +417,13 @@ class Trainer:
         samples without pause; the learner takes fragments in arrival order. At most one
         batch waits for the learner: past that, workers idle instead of filling memory."""
         cfg = self.config.algo_config
-        per_update = cfg.fragments_per_update or len(self.workers)
         depth = self.config.runtime.max_inflight_fragments
         waiting: list[Any] = []
         update_ref = None
         while True:
+            per_update = cfg.fragments_per_update or len(self.workers)
             if len(waiting) < per_update:
-                for index in range(len(self.workers)):
-                    while self._inflight_of(index) < depth:
-                        self._submit(index)
+                self._top_up(depth)
             ready, _ = ray.wait(list(self.inflight) + ([update_ref] if update_ref else []), num_returns=1)
             if update_ref is not None and ready[0] == update_ref:
                 self._finish_update(update_ref)
@@ -330,7 +432,7 @@ class Trainer:
                 if reason:
                     return reason
             else:
-                index, summary, fragment_ref = self._receive(ready[0])
+                _, summary, fragment_ref = self._receive(ready[0])
                 if summary is not None:
                     waiting.append(fragment_ref)
             if update_ref is None and len(waiting) >= per_update:
@@ -342,11 +444,9 @@ class Trainer:
         """A3C: each worker samples, computes its gradient and pushes it to the
         ParameterServer on its own schedule; whoever finishes is sent off again at once."""
         while True:
-            for index in range(len(self.workers)):
-                if not self._inflight_of(index):
-                    self._submit(index)
+            self._top_up(1)
             ready, _ = ray.wait(list(self.inflight), num_returns=1)
-            index, summary, _ = self._receive(ready[0])
+            _, summary, _ = self._receive(ready[0])
             if summary is None:
                 continue
             self._record_update({**summary["learner"], "policy_lag": summary["policy_lag"]}, 1)
@@ -367,9 +467,7 @@ class Trainer:
             due = (self.counters.env_steps - cfg.learning_starts) * cfg.replay_ratio / cfg.batch_size
             owed = due - self._gradient_steps_started
             if owed < 2 * per_call:
-                for index in range(len(self.workers)):
-                    while self._inflight_of(index) < depth:
-                        self._submit(index)
+                self._top_up(depth)
             if update_ref is None and self.counters.env_steps >= cfg.learning_starts and owed >= 1:
                 steps = int(min(owed, per_call))
                 update_ref = self.learner.train_from_replay.remote(steps, self.counters.env_steps)
@@ -422,6 +520,7 @@ class Trainer:
         return self._report_due(now) or self._checkpoint_due(now) or self._stop_reason() is not None
 
     def _after_update(self) -> Optional[str]:
+        self._rescale()
         now = time.monotonic()
         self.counters.time_s = self._elapsed()
         reason = self._stop_reason()
@@ -444,7 +543,7 @@ class Trainer:
             "learner_updates": self.counters.learner_updates,
             "policy_lag_mean": float(np.mean(self._lags)) if self._lags else 0.0,
             "num_workers": len(self.workers),
-            "num_nodes": len(set(self.worker_nodes)),
+            "num_nodes": len(set(self.worker_nodes.values())),
             "worker_restarts": self.counters.worker_restarts,
             "learner": {key: float(np.mean(values)) for key, values in self._learner_stats.items()},
         }

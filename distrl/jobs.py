@@ -1,0 +1,136 @@
+"""Sending `distrl train` runs to a Ray cluster as Ray Jobs, and following them.
+
+The job's driver runs on the head node, in a copy of the working directory (the project,
+uploaded by Ray), and joins the cluster through the RAY_ADDRESS that Ray sets for it.
+Plain ``ray job submit -- distrl train ...`` works the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from distrl.errors import DistrlError
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+# Never uploaded with the working directory: environments, run outputs, caches.
+EXCLUDES = [".git", ".venv", "venv", "runs", "__pycache__", "*.egg-info", ".pytest_cache", ".whl", ".gl"]
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def dashboard_address(address: Optional[str]) -> str:
+    """The Jobs API address: ``--address``, RAY_API_SERVER_ADDRESS, an http RAY_ADDRESS, or
+    the local default. Dashboards listen on localhost; reach a remote one through an SSH
+    tunnel (``ray dashboard cluster.yaml``)."""
+    candidates = [address, os.environ.get("RAY_API_SERVER_ADDRESS"), os.environ.get("RAY_ADDRESS")]
+    for candidate in candidates:
+        if candidate and candidate.startswith(("http://", "https://")):
+            return candidate
+    if address:
+        return f"http://{address}"
+    return DEFAULT_ADDRESS
+
+
+def client(address: Optional[str]):
+    import logging
+
+    from ray.job_submission import JobSubmissionClient
+
+    logging.getLogger("ray").setLevel(logging.ERROR)  # the SDK narrates every file it packages
+
+    url = dashboard_address(address)
+    try:
+        return JobSubmissionClient(url)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise DistrlError(
+            f"Could not reach the Ray Jobs API at {url} ({str(error).splitlines()[0]}). Check that the "
+            f"cluster's head node runs the dashboard (ray[default]) and that the address is its "
+            f"dashboard port (8265 by default); for a cloud cluster open a tunnel with "
+            f"`ray dashboard clusters/aws.yaml` first. With token authentication, export "
+            f"RAY_AUTH_MODE=token here too."
+        ) from None
+
+
+def project_root() -> Optional[Path]:
+    """The source checkout distrl runs from, if it runs from one."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "distrl").is_dir() else None
+
+
+def submit(address: Optional[str], train_args: list[str], working_dir: Optional[str], wait: bool) -> int:
+    if not train_args or train_args[0] != "train":
+        raise DistrlError(
+            "distrl submit sends a training run: put the train command after `--`, for example "
+            "`distrl submit --address http://127.0.0.1:8265 -- train --env CartPole-v1 --num-workers 4`."
+        )
+    directory = working_dir or (str(project_root()) if project_root() else os.getcwd())
+    if not Path(directory).is_dir():
+        raise DistrlError(f"--working-dir {directory!r} is not a folder.")
+    entrypoint = shlex.join(["python", "-m", "distrl", *train_args])
+    jobs = client(address)
+    try:
+        job_id = jobs.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": directory, "excludes": EXCLUDES})
+    except Exception as error:  # the SDK raises RuntimeError, ValueError, HTTP errors
+        raise DistrlError(f"The cluster refused the job: {str(error).splitlines()[0]}") from None
+    url = dashboard_address(address)
+    print(job_id)
+    print(
+        f"submitted `{entrypoint}` from {directory}\n"
+        f"follow it with: distrl jobs logs {job_id} --follow --address {url}\n"
+        f"           or: distrl jobs status {job_id} --address {url}",
+        file=sys.stderr,
+    )
+    if not wait:
+        return 0
+    follow_logs(jobs, job_id)
+    status = str(jobs.get_job_status(job_id))
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def follow_logs(jobs, job_id: str) -> None:
+    import asyncio
+
+    async def tail() -> None:
+        async for lines in jobs.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+
+    asyncio.run(tail())
+
+
+def command(action: str, job_id: Optional[str], address: Optional[str], follow: bool) -> int:
+    jobs = client(address)
+    if action == "list":
+        for job in jobs.list_jobs():
+            print(f"{job.submission_id or job.job_id}  {job.status}  {job.entrypoint}")
+        return 0
+    if not job_id:
+        raise DistrlError(f"distrl jobs {action} needs a job id (`distrl jobs list` shows them).")
+    try:
+        if action == "status":
+            info = jobs.get_job_info(job_id)
+            print(info.status)
+            if info.message:
+                print(info.message, file=sys.stderr)
+            return 0
+        if action == "logs":
+            if follow:
+                follow_logs(jobs, job_id)
+            else:
+                print(jobs.get_job_logs(job_id), end="")
+            return 0
+        if action == "stop":
+            jobs.stop_job(job_id)
+            for _ in range(60):
+                status = str(jobs.get_job_status(job_id))
+                if status in TERMINAL:
+                    break
+                time.sleep(1)
+            print(status)
+            return 0
+    except RuntimeError as error:
+        raise DistrlError(f"Job {job_id!r}: {str(error).splitlines()[0]}") from None
+    raise DistrlError(f"Unknown jobs action {action!r}; use status, logs, stop or list.")

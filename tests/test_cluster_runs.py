@@ -1,0 +1,125 @@
+"""distrl on a real multi-node Ray cluster: several `ray start` nodes on 127.0.0.1 (see
+scripts/local_cluster.py), token authentication on. Job submission, and workers that
+follow nodes joining and leaving."""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import read_progress, run_distrl
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+spec = importlib.util.spec_from_file_location("local_cluster", ROOT / "scripts" / "local_cluster.py")
+local_cluster = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(local_cluster)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster():
+    """A head node; the test adds worker nodes. Everything is stopped afterwards."""
+    port, dashboard = free_port(), free_port()
+    local_cluster.stop()
+    local_cluster.start_head(port, dashboard, cpus=int(os.environ.get("DISTRL_TEST_HEAD_CPUS", "3")))
+    yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}"}
+    local_cluster.stop()
+
+
+def client_env() -> dict:
+    return {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def last_progress(out: Path) -> dict:
+    path = out / "progress.jsonl"
+    if not path.is_file() or not path.read_text().strip():
+        return {}
+    return json.loads(path.read_text().splitlines()[-1])
+
+
+def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
+    local_cluster.add_node(cluster["address"], cpus=2)
+    out = tmp_path / "job"
+    submitted = subprocess.run(
+        [sys.executable, "-m", "distrl", "submit", "--address", cluster["dashboard"], "--",
+         "train", "--num-workers", "2", "--stop-env-steps", "8000", "--out", str(out)],
+        capture_output=True, text=True, env=client_env(), timeout=120,
+    )
+    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    assert job_id.startswith("raysubmit_")
+
+    def finished():
+        status = run_distrl("jobs", "status", job_id, "--address", cluster["dashboard"], env=client_env())
+        state = status.stdout.strip()
+        return state if state in ("SUCCEEDED", "FAILED", "STOPPED") else None
+
+    assert wait_for(finished, 240, "the job to end") == "SUCCEEDED"
+    last = read_progress(out)[-1]
+    assert last["num_nodes"] == 2 and last["num_workers"] == 2 and last["env_steps"] >= 8000
+    logs = run_distrl("jobs", "logs", job_id, "--address", cluster["dashboard"], env=client_env())
+    assert "stopped: env_steps" in logs.stdout
+
+    # Ray's own CLI works too: `ray job submit -- distrl train ...`.
+    plain = tmp_path / "plain"
+    result = subprocess.run(
+        [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--address", cluster["dashboard"],
+         "--working-dir", str(ROOT), "--", "distrl", "train", "--num-workers", "2", "--stop-env-steps", "4000",
+         "--out", str(plain)],
+        capture_output=True, text=True, env=local_cluster.environment(), timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert read_progress(plain)[-1]["env_steps"] >= 4000
+
+
+def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
+    """Start on the head alone (3 CPUs: the learner and 2 workers); a 2-CPU node joins and
+    num_workers grows to 4; the node leaves and the run goes on to its stop rule."""
+    out = tmp_path / "elastic"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distrl", "train", "--address", cluster["address"], "--num-workers", "auto",
+         "--stop-env-steps", "400000", "--out", str(out),
+         "--set", "runtime.elastic_check_s=1", "output.report_every_s=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=client_env(),
+    )
+    try:
+        first = wait_for(lambda: last_progress(out), 120, "the first report")
+        assert first["num_workers"] == 2 and first["num_nodes"] == 1
+        node = local_cluster.add_node(cluster["address"], cpus=2)
+        grown = wait_for(lambda: (p := last_progress(out)).get("num_workers") == 4 and p, 90, "workers on the new node")
+        assert grown["num_nodes"] == 2
+        local_cluster.remove_node(node)
+        shrunk = wait_for(lambda: (p := last_progress(out)).get("num_workers") == 2 and p, 120, "the workers to leave")
+        assert shrunk["num_nodes"] == 1
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output[-3000:]
+    records = read_progress(out)
+    assert records[-1]["env_steps"] >= 400000 and records[-1]["num_workers"] == 2
+    assert records[-1]["worker_restarts"] == 0  # workers that left with their node are not failures
+    assert "cluster grew" in output and "left with its node" in output
