@@ -62,7 +62,8 @@ class DQNConfig:
     # Ape-X's ladder over all env copies: epsilon_i = epsilon_base^(1 + epsilon_alpha i / (N - 1)).
     epsilon_base: float = 0.4
     epsilon_alpha: float = 7.0
-    # Every env copy starts fully random and anneals to its ladder value over this many steps.
+    # With > 0, every env copy starts fully random and anneals to its ladder value over this
+    # many env steps; 0 (Ape-X) uses the ladder from the start.
     epsilon_anneal_env_steps: int = 0
     reward_clip: Optional[float] = None
 

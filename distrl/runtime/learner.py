@@ -17,6 +17,17 @@ from distrl.runtime.weights import get_weights
 # Replay batches fetched per round trip to a shard.
 REPLAY_CHUNK = 8
 
+
+def global_weights(parts: list[dict[str, np.ndarray]], beta: float) -> np.ndarray:
+    """Importance-sampling weights over all shards (Schaul et al. 2016): each transition was
+    drawn with P(i) = p_i / sum of all shards' priorities, so w_i = (N P(i))^-beta / max w,
+    with N the transitions in all shards."""
+    total = sum(float(part["total"]) for part in parts)
+    size = sum(int(part["size"]) for part in parts)
+    priority = np.concatenate([part["priority"] for part in parts])
+    weights = (size * priority / total) ** (-beta)
+    return (weights / weights.max()).astype(np.float32)
+
 # Fragment arrays with one row per env copy, not per step.
 PER_ENV_KEYS = ("last_obs", "bootstrap_value")
 
@@ -45,6 +56,7 @@ class Learner:
         self.config = config
         self.parameter_server = parameter_server
         self.replay_shards = replay_shards or []
+        self.shard_totals = np.zeros(0)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def setup(self, observation_space: Any, action_space: Any) -> str:
@@ -96,10 +108,13 @@ class Learner:
         algorithm = self.algorithm
         beta = algorithm.priority_beta(env_steps)
         shards = self.replay_shards
-        per_shard = -(-algorithm.config.batch_size // len(shards))  # ceil
 
         def request(count: int) -> list:
-            return [shard.sample_batches.remote(per_shard, beta, count) for shard in shards]
+            # Each shard gives its share of the batch in proportion to its total priority
+            # (as last reported), so that the batch is one draw over all shards.
+            totals = self.shard_totals if len(self.shard_totals) == len(shards) else np.ones(len(shards))
+            shares = np.maximum(1, np.round(algorithm.config.batch_size * totals / totals.sum())).astype(int)
+            return [shard.sample_batches.remote(int(n), beta, count) for shard, n in zip(shards, shares)]
 
         totals: dict[str, float] = {}
         lags: list[float] = []
@@ -115,12 +130,14 @@ class Learner:
                 pending = request(min(REPLAY_CHUNK, remaining))
             if all(chunk is None for chunk in chunks):
                 break  # nothing sampleable yet
+            self.shard_totals = np.array([chunk[-1]["total"] if chunk else 0.0 for chunk in chunks]) + 1e-12
             for j in range(count):
                 parts = [(shard, chunk[j]) for shard, chunk in zip(shards, chunks) if chunk is not None]
                 batch = {
                     key: torch.from_numpy(np.concatenate([part[key] for _, part in parts])).to(self.device)
-                    for key in ("obs", "actions", "returns", "discount", "next_obs", "cut", "cut_value", "weights")
+                    for key in ("obs", "actions", "returns", "discount", "next_obs", "cut", "cut_value")
                 }
+                batch["weights"] = torch.from_numpy(global_weights([part for _, part in parts], beta)).to(self.device)
                 stats, priorities = algorithm.learn(batch, env_steps)
                 offset = 0
                 for shard, part in parts:
@@ -131,9 +148,10 @@ class Learner:
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 steps += 1
-        self.version += 1
-        self.updates += steps
-        self.publish()
+        if steps:  # nothing sampleable yet: no new weights to publish
+            self.version += 1
+            self.updates += steps
+            self.publish()
         result = {key: value / max(steps, 1) for key, value in totals.items()}
         result.update(gradient_steps=steps, priority_beta=beta, policy_lag=float(np.mean(lags)) if lags else 0.0)
         result["learner_version"] = self.version

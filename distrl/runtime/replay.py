@@ -134,13 +134,13 @@ class ReplayBuffer:
     def add(self, streams: list[int], fragment: dict[str, Any]) -> int:
         """Append a fragment's columns, one stream each. Returns the number of transitions
         that can be sampled."""
-        obs = fragment["obs"]
-        T = obs.shape[0]
-        if self.frame_stack > 1:  # keep the newest frame of each stack
-            channels = obs.shape[2] // self.frame_stack
-            frames = obs[:, :, -channels:]
+        if "frames" in fragment:  # a worker sends the newest frame of each stack only
+            frames = fragment["frames"]
+        elif self.frame_stack > 1:
+            frames = fragment["obs"][:, :, -(fragment["obs"].shape[2] // self.frame_stack):]
         else:
-            frames = obs
+            frames = fragment["obs"]
+        T = frames.shape[0]
         priorities = fragment.get("priorities")
         columns = {
             "frames": frames,
@@ -224,10 +224,15 @@ class ReplayBuffer:
         end_slots = end % self.slots
         cut = self.arrays["truncated"][rows, end_slots] & ~self.arrays["terminated"][rows, end_slots]
         # Importance-sampling weights (Schaul et al. 2016): w = (N P(i))^-beta / max w.
-        probabilities = self.tree.get(leaves) / self.tree.total
-        weights = (self.size() * probabilities) ** (-beta)
+        # The learner recomputes them over all shards from "priority", "total" and "size".
+        priority = self.tree.get(leaves)
+        size = self.size()
+        weights = (size * priority / self.tree.total) ** (-beta)
         weights /= weights.max()
         return {
+            "priority": priority,
+            "total": np.float64(self.tree.total),
+            "size": np.int64(size),
             "obs": self._stack(rows, absolute),
             "actions": self.arrays["actions"][rows, slots],
             "returns": returns.numpy().astype(np.float32),

@@ -12,9 +12,12 @@ import ray
 import torch
 
 from distrl.algos import ALGORITHMS
-from distrl.envs import frames_per_step, make_env
+from distrl.envs import frame_stack_of, frames_per_step, make_env
 from distrl.models import build_model
 from distrl.runtime.weights import get_weights, set_weights
+
+# What a replay shard stores of a fragment, besides one frame per step.
+REPLAY_KEYS = ("actions", "rewards", "terminated", "truncated", "episode_start", "timeout_value", "priorities")
 
 # What the driver tells a worker about the run with each request:
 # {"env_steps": ..., "num_workers": ..., "rank": this worker's position among them}.
@@ -48,6 +51,7 @@ class RolloutWorker:
         self.spec = ALGORITHMS[config.algo]
         self.parameter_server = parameter_server
         self.replay_shards = replay_shards or []
+        self.pending_adds: list = []  # this worker's replay writes not yet stored
         self.seed = seed
         self.envs: list = []
 
@@ -171,22 +175,29 @@ class RolloutWorker:
 
     def sample_to_replay(self, progress: Progress) -> dict[str, Any]:
         """One fragment, written to the replay shards; each env copy is one stream and always
-        goes to the same shard, so a stream's frames stay in order there."""
+        goes to the same shard, so a stream's frames stay in order there. Only what replay
+        stores travels: the newest frame of each stack, actions, rewards, flags and the
+        initial priorities. A worker sends its next fragment only once the shards stored the
+        previous one, so a slow shard slows the workers instead of filling memory."""
         fragment, summary = self._rollout(progress)
+        ray.get(self.pending_adds)
         K = len(self.envs)
+        obs = fragment["obs"]
+        stack = frame_stack_of(self.config.env.id, self.config.env.options)
+        frames = obs[:, :, -(obs.shape[2] // stack):] if stack > 1 else obs
+        stored = {"frames": frames, "policy_version": fragment["policy_version"]}
+        for key in REPLAY_KEYS:
+            stored[key] = fragment[key]
         num_shards = len(self.replay_shards)
         streams = [self.worker_index * K + k for k in range(K)]
+        self.pending_adds = []
         for shard_index, shard in enumerate(self.replay_shards):
             columns = [k for k, stream in enumerate(streams) if stream % num_shards == shard_index]
             if not columns:
                 continue
-            part = {
-                key: (value[:, columns] if isinstance(value, np.ndarray) and value.ndim >= 2 else value)
-                for key, value in fragment.items()
-                if key not in ("last_obs", "bootstrap_value")
-            }
-            # Fire and forget: calls from one worker reach a shard in order.
-            shard.add.remote([streams[k] for k in columns], part)
+            part = {key: (value[:, columns] if isinstance(value, np.ndarray) and value.ndim >= 2 else value)
+                    for key, value in stored.items()}
+            self.pending_adds.append(shard.add.remote([streams[k] for k in columns], part))
         return summary
 
     def a3c_step(self, progress: Progress) -> dict[str, Any]:

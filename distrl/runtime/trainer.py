@@ -80,7 +80,6 @@ class Trainer:
         self.replay_shards: list[Any] = []
         # Requests out with workers: summary ref -> (worker id, worker handle, fragment ref).
         self.inflight: dict[Any, tuple[int, Any, Any]] = {}
-        self._gradient_steps_started = 0
         self.restarts_this_run = 0
         self.failures_in_a_row = 0
         self._learner_stats: dict[str, list[float]] = {}
@@ -156,7 +155,8 @@ class Trainer:
         return infos
 
     def _create_replay(self, num_workers: int) -> list[Any]:
-        """The DQN family's replay shards; env copy j of all workers goes to shard j % shards."""
+        """The DQN family's replay shards. Env copy k of worker w is stream w * K + k, and a
+        stream always goes to shard (stream % shards)."""
         from distrl.envs import frame_stack_of
         from distrl.runtime.replay import ReplayBuffer
 
@@ -463,26 +463,30 @@ class Trainer:
         depth = self.config.runtime.max_inflight_fragments
         per_call = 50
         update_ref = None
+        # Replay is not checkpointed: a resumed run refills it before learning again, and its
+        # replay ratio counts from here.
+        start_steps, start_updates = self.counters.env_steps, self.counters.learner_updates
+        learning_starts = start_steps + cfg.learning_starts
+        requested = 0
         while True:
-            due = (self.counters.env_steps - cfg.learning_starts) * cfg.replay_ratio / cfg.batch_size
-            owed = due - self._gradient_steps_started
+            due = (self.counters.env_steps - learning_starts) * cfg.replay_ratio / cfg.batch_size
+            owed = due - (self.counters.learner_updates - start_updates) - requested
             if owed < 2 * per_call:
                 self._top_up(depth)
-            if update_ref is None and self.counters.env_steps >= cfg.learning_starts and owed >= 1:
-                steps = int(min(owed, per_call))
-                update_ref = self.learner.train_from_replay.remote(steps, self.counters.env_steps)
-                self._gradient_steps_started += steps
+            if update_ref is None and self.counters.env_steps >= learning_starts and owed >= 1:
+                requested = int(min(owed, per_call))
+                update_ref = self.learner.train_from_replay.remote(requested, self.counters.env_steps)
             waitable = list(self.inflight) + ([update_ref] if update_ref else [])
             ready, _ = ray.wait(waitable, num_returns=1)
             if update_ref is not None and ready[0] == update_ref:
-                self._finish_update(update_ref)
-                update_ref = None
+                self._finish_update(update_ref)  # counts the steps actually taken
+                update_ref, requested = None, 0
                 reason = self._after_update()
                 if reason:
                     return reason
             else:
                 self._receive(ready[0])
-                if update_ref is None and self.counters.env_steps < cfg.learning_starts:
+                if update_ref is None and self.counters.env_steps < learning_starts:
                     reason = self._after_update()  # reports and stop rules while replay fills
                     if reason:
                         return reason
@@ -605,7 +609,6 @@ class Trainer:
                 "gradients": self._train_with_gradients,
                 "replay": self._train_with_replay,
             }
-            self._gradient_steps_started = self.counters.learner_updates
             try:
                 reason = flows[self.spec.data_flow]()
             except KeyboardInterrupt:

@@ -117,3 +117,16 @@ def test_old_transitions_leave_the_ring(ray_local):
     batch = ray.get(replay.sample.remote(500, 1.0))
     assert set(batch["absolute"]) == set(range(20, 29))  # the newest 10 slots minus the open one
     np.testing.assert_array_equal(batch["obs"][:, 0], batch["absolute"])
+
+
+def test_importance_weights_over_several_shards():
+    """Two shards of 3 and 1 transitions: P(i) = p_i / (sum of both totals), N = 4."""
+    from distrl.runtime.learner import global_weights
+
+    parts = [
+        {"priority": np.array([1.0, 2.0]), "total": 6.0, "size": 3},
+        {"priority": np.array([4.0]), "total": 4.0, "size": 1},
+    ]
+    weights = global_weights(parts, beta=0.5)
+    raw = (4 * np.array([1.0, 2.0, 4.0]) / 10.0) ** -0.5
+    np.testing.assert_allclose(weights, raw / raw.max(), rtol=1e-6)
