@@ -48,15 +48,15 @@ PRESETS = {
 }
 
 
-def compute_gradients(model: nn.Module, batch: dict[str, torch.Tensor], config: A3CConfig) -> tuple[list[np.ndarray], dict]:
+def compute_gradients(model: nn.Module, batch: dict[str, torch.Tensor], config: A3CConfig) -> tuple[list, dict]:
     """The worker's side: d loss / d theta on its own fragment, clipped to ``max_grad_norm``."""
     model.zero_grad(set_to_none=True)
     loss, stats = actor_critic_loss(model, batch, config)
     loss.backward()
     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-    gradients = [
-        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().cpu().numpy() for p in model.parameters()
-    ]
+    # None for a parameter the loss does not reach: the server leaves it (and its optimizer
+    # state) alone instead of applying a zero gradient.
+    gradients = [None if p.grad is None else p.grad.detach().cpu().numpy() for p in model.parameters()]
     return gradients, {**{k: float(v) for k, v in stats.items()}, "grad_norm": float(grad_norm)}
 
 
@@ -69,12 +69,13 @@ class A3C:
         self.anneal_env_steps = anneal_env_steps
         self.optimizer = make_optimizer(config, model.parameters())
 
-    def apply_gradients(self, gradients: list[np.ndarray], env_steps: int) -> dict[str, float]:
+    def apply_gradients(self, gradients: list[Optional[np.ndarray]], env_steps: int) -> dict[str, float]:
         lr = self.config.lr * linear_schedule(self.config, env_steps, self.anneal_env_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         for parameter, gradient in zip(self.model.parameters(), gradients):
-            parameter.grad = torch.as_tensor(gradient, device=parameter.device)
+            # torch.tensor copies: arrays from the object store are read-only.
+            parameter.grad = None if gradient is None else torch.tensor(gradient, device=parameter.device)
         self.optimizer.step()
         return {"learning_rate": lr}
 

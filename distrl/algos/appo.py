@@ -61,14 +61,12 @@ class APPO:
         with torch.no_grad():
             targets = vtrace_targets(self.model, batch, cfg)
         T, B = batch["rewards"].shape
-        columns = torch.randperm(B, device=batch["rewards"].device)
-        per_minibatch = max(1, B // cfg.num_minibatches)
         totals: dict[str, float] = {}
         steps = 0
         for _ in range(cfg.epochs):
-            for start in range(0, B - per_minibatch + 1, per_minibatch):
-                # Minibatches of whole columns keep each step's time context.
-                cols = columns[start : start + per_minibatch]
+            columns = torch.randperm(B, device=batch["rewards"].device)
+            # Minibatches of whole columns keep each step's time context; every column is used.
+            for cols in torch.tensor_split(columns, min(cfg.num_minibatches, B)):
                 logits, values = self.model(batch["obs"][:, cols].flatten(0, 1))
                 log_probs = logits.log_softmax(-1)
                 logp = log_probs.gather(-1, batch["actions"][:, cols].flatten().unsqueeze(-1)).squeeze(-1)

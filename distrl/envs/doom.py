@@ -53,6 +53,23 @@ def is_doom_id(env_id: str) -> bool:
     return env_id.startswith("Vizdoom")
 
 
+class TimeoutIsTruncation(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """ViZDoom reports both ``terminated`` and ``truncated`` when a scenario's time limit
+    ends an episode. The state is not terminal (the player is alive), so its value must be
+    bootstrapped: keep ``terminated`` only when the player died or the goal was reached
+    before the limit."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated and truncated and not self.unwrapped.game.is_player_dead():
+            terminated = False
+        return obs, reward, terminated, truncated, info
+
+
 class Screen(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Keeps the screen buffer of ViZDoom's dict observation (``[H, W, C]`` uint8)."""
 
@@ -82,6 +99,7 @@ def make(env_id: str, **options) -> gym.Env:
     if explicit:
         buttons = [str(b).split(".")[-1] for b in env.unwrapped.game.get_available_buttons()]
         env = ButtonCombos(env, buttons, opts["actions"])
+    env = TimeoutIsTruncation(env)
     env = Screen(env)
     env = EpisodeStats(env)
     if opts["reward_scale"] != 1.0:

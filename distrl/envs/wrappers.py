@@ -110,16 +110,19 @@ class ResizeFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         self.to_gray = to_gray
         self.interpolation = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}[interpolation]
         shape = env.observation_space.shape
-        self.color = len(shape) == 3 and shape[-1] == 3 and not to_gray
+        single_channel = len(shape) == 3 and shape[0] == 1
+        self.color = len(shape) == 3 and shape[-1] == 3 and not single_channel and not to_gray
         out_shape = (3, size, size) if self.color else (size, size)
         self.observation_space = gym.spaces.Box(0, 255, out_shape, np.uint8)
 
     def observation(self, frame: np.ndarray) -> np.ndarray:
-        if frame.ndim == 3 and frame.shape[-1] == 3:
+        if frame.ndim == 3 and frame.shape[0] == 1:  # one channel, first
+            frame = frame[0]
+        elif frame.ndim == 3 and frame.shape[-1] == 3:
             if not self.color:
                 frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        elif frame.ndim == 3:  # a single channel, first or last
-            frame = frame[0] if frame.shape[0] == 1 else frame[..., 0]
+        elif frame.ndim == 3:  # one channel, last
+            frame = frame[..., 0]
         frame = cv2.resize(frame, (self.size, self.size), interpolation=self.interpolation)
         if frame.ndim == 3:
             frame = np.ascontiguousarray(frame.transpose(2, 0, 1))

@@ -46,3 +46,18 @@ def test_rgb_and_explicit_actions():
 def test_unknown_doom_id():
     with pytest.raises(EnvironmentNotAvailable, match="Did you mean 'VizdoomBasic-v1'"):
         check_id("VizdoomBasik-v1")
+
+
+def test_the_time_limit_is_a_truncation_not_a_terminal_state():
+    """Basic ends after 300 tics (75 steps with frame skip 4) unless the monster dies; the
+    player cannot die there, so an end at the limit is truncated, not terminated."""
+    env = make_env("VizdoomBasic-v1", seed=0, actions=[["MOVE_LEFT"], ["MOVE_RIGHT"]])  # never shoots
+    env.reset()
+    steps = 0
+    while True:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        if terminated or truncated:
+            break
+    assert truncated and not terminated and steps == 75
+    env.close()

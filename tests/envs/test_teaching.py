@@ -129,3 +129,10 @@ def test_malformed_rows_name_their_line(tmp_path, text, line, problem):
     data = write(tmp_path / "bad.csv", text)
     with pytest.raises(ConfigError, match=rf"bad.csv, line {line}: .*{problem}"):
         load_quotes(data)
+
+
+def test_catch_grids_of_any_width_stay_gray():
+    env = make_env("distrl/Catch-v0", seed=0, columns=3)
+    obs, _ = env.reset()
+    assert obs.shape == (4, 84, 84)
+    check_env(env, skip_render_check=True)
