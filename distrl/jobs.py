@@ -42,9 +42,17 @@ def client(address: Optional[str]):
 
     logging.getLogger("ray").setLevel(logging.ERROR)  # the SDK narrates every file it packages
 
+    from ray.exceptions import AuthenticationError
+
     url = dashboard_address(address)
     try:
         return JobSubmissionClient(url)
+    except AuthenticationError:
+        raise DistrlError(
+            f"The Ray cluster at {url} requires its authentication token. Export RAY_AUTH_MODE=token and "
+            f"put the cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN_PATH) on this machine; "
+            f"docs/clusters.md, 'Token authentication', says how."
+        ) from None
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise DistrlError(
             f"Could not reach the Ray Jobs API at {url} ({str(error).splitlines()[0]}). Check that the "

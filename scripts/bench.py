@@ -11,6 +11,7 @@ For each environment, in one run (so that ratios compare like with like on a noi
     python scripts/bench.py                       # CartPole-v1 and ALE/Pong-v5
     python scripts/bench.py --envs CartPole-v1 --seconds 20
     python scripts/bench.py --ceilings            # the ceiling of one env per family
+    python scripts/bench.py --clusters            # sampling on 1 node vs 2 loopback nodes
 
 Prints a Markdown table for BENCHMARKS.md. This is a benchmark, not a test: it asserts nothing.
 """
@@ -24,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # embedded Ray on loopback only
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on loopback only
+os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray at import; the --clusters nodes use it
 
 import ray  # noqa: E402
 import torch  # noqa: E402
@@ -52,12 +54,15 @@ def ceiling(env_id: str, seconds: float, **options) -> float:
     return rate
 
 
-def sampling(config, num_workers: int, seconds: float) -> float:
+def sampling(config, num_workers: int, seconds: float, report_nodes: bool = False):
     """Env steps/s of ``num_workers`` rollout workers with no learner, two fragments in
-    flight per worker (the runtime's default backpressure)."""
+    flight per worker (the runtime's default backpressure); spread over the nodes."""
     ps = ParameterServer.remote()
-    workers = [RolloutWorker.remote(i, config, ps, seed=1000 * i) for i in range(num_workers)]
-    ray.get([w.setup.remote() for w in workers])
+    workers = [
+        RolloutWorker.options(num_cpus=1, scheduling_strategy="SPREAD").remote(i, config, ps, seed=1000 * i)
+        for i in range(num_workers)
+    ]
+    infos = ray.get([w.setup.remote() for w in workers])
     ray.get([w.sample.remote()[1] for w in workers])  # warm-up: first fragment builds buffers
     pending = {}
     for index, worker in enumerate(workers):
@@ -77,6 +82,8 @@ def sampling(config, num_workers: int, seconds: float) -> float:
     for worker in workers:
         ray.kill(worker)
     ray.kill(ps)
+    if report_nodes:
+        return steps / elapsed, len({info["node_id"] for info in infos})
     return steps / elapsed
 
 
@@ -131,15 +138,65 @@ def ceilings(seconds: float) -> None:
         print(f"| {family_of(env_id).name} | {env_id} | {option_text} | {shape} | {rate:,.0f} | {frames:,.0f} |", flush=True)
 
 
+def clusters(env_ids: list[str], workers: int, seconds: float) -> None:
+    """Sampling throughput with the same number of workers on one node and on two nodes of
+    a `ray start` cluster on 127.0.0.1 (scripts/local_cluster.py), measured back to back."""
+    import socket
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import local_cluster
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    print(f"| env | workers | layout | nodes used | sampling steps/s |")
+    print("|---|---|---|---|---|")
+    rates = {}
+    for env_id in env_ids:
+        for layout in ("1 node", "2 nodes"):
+            local_cluster.stop()
+            port = free_port()
+            address = f"127.0.0.1:{port}"
+            if layout == "1 node":
+                local_cluster.start_head(port, free_port(), cpus=workers)
+            else:
+                local_cluster.start_head(port, free_port(), cpus=workers // 2)
+                local_cluster.add_node(address, cpus=workers - workers // 2)
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            expected = 1 if layout == "1 node" else 2
+            for _ in range(100):  # a node that just started may not be registered yet
+                if sum(node["Alive"] for node in ray.nodes()) >= expected:
+                    break
+                time.sleep(0.2)
+            try:
+                config = resolve({"env": {"id": env_id}})
+                rate, nodes = sampling(config, workers, seconds, report_nodes=True)
+            finally:
+                ray.shutdown()
+                local_cluster.stop()
+            rates[(env_id, layout)] = rate
+            print(f"| {env_id} | {workers} | {layout} | {nodes} | {rate:,.0f} |", flush=True)
+    for env_id in env_ids:
+        ratio = rates[(env_id, "2 nodes")] / rates[(env_id, "1 node")]
+        print(f"{env_id}: 2 nodes / 1 node = {ratio:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "ALE/Pong-v5"])
     parser.add_argument("--seconds", type=float, default=15.0, help="measuring time per figure")
     parser.add_argument("--workers", type=int, default=2, help="rollout workers for the multi-worker figures")
     parser.add_argument("--ceilings", action="store_true", help="only the single-process rate of each family")
+    parser.add_argument("--clusters", action="store_true", help="sampling on one node vs two loopback nodes")
     args = parser.parse_args()
     if args.ceilings:
         ceilings(args.seconds)
+        return
+    if args.clusters:
+        clusters(args.envs, args.workers, args.seconds)
         return
 
     cpus = os.cpu_count() or 1
