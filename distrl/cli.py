@@ -154,7 +154,10 @@ def _output_folder(config, resumed_from: Optional[Path]) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out_dir = Path("runs") / f"{config.env.id.replace('/', '_')}-{config.algo}-{stamp}"
     newest = checkpoint.latest(out_dir)
-    holds_run = (out_dir / "progress.jsonl").is_file() or newest is not None
+    # A run that stopped before its first report (say, it could not join the cluster) left
+    # an empty progress.jsonl; the folder can be used again.
+    progress = out_dir / "progress.jsonl"
+    holds_run = (progress.is_file() and progress.stat().st_size > 0) or newest is not None
     if resumed_from is None and holds_run:
         raise ConfigError(
             f"{str(out_dir)!r} already holds a run. Continue it with `distrl train --resume {out_dir}`, "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_progress, run_distrl
+from conftest import assert_clean_error, read_progress, run_distrl
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,3 +123,33 @@ def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
     assert records[-1]["env_steps"] >= 400000 and records[-1]["num_workers"] == 2
     assert records[-1]["worker_restarts"] == 0  # workers that left with their node are not failures
     assert "cluster grew" in output and "left with its node" in output
+
+
+def test_wrong_token_and_unreachable_address_get_one_clear_message(cluster, tmp_path):
+    bad_token = tmp_path / "not-the-token"
+    bad_token.write_text("0" * 32)
+    wrong = {**client_env(), "RAY_AUTH_TOKEN_PATH": str(bad_token)}
+    out = tmp_path / "run"
+
+    refused = run_distrl("train", "--address", cluster["address"], "--stop-env-steps", "2000", "--out", str(out),
+                         env=wrong, timeout=180)
+    assert_clean_error(refused, code=1)
+    assert "authentication token" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr  # Ray's retry warnings held back
+
+    listing = run_distrl("jobs", "list", "--address", cluster["dashboard"], env=wrong, timeout=120)
+    assert_clean_error(listing, code=1)
+    assert "authentication token" in listing.stderr
+
+    nobody = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    unreachable = run_distrl("train", "--address", nobody, "--out", str(tmp_path / "other"), env=client_env(), timeout=120)
+    assert_clean_error(unreachable, code=1)
+    assert "Could not reach" in unreachable.stderr and nobody in unreachable.stderr
+    assert time.monotonic() - started < 60  # Ray alone retries for minutes
+
+    # The refused run left no report, so its folder takes the next run.
+    joined = run_distrl("train", "--address", cluster["address"], "--stop-env-steps", "2000", "--out", str(out),
+                        env=client_env(), timeout=300)
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    assert read_progress(out)[-1]["env_steps"] >= 2000

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sys
-from typing import Optional
+import tempfile
+from typing import Iterator, Optional
 
 from distrl.errors import DistrlError
 
@@ -51,6 +54,46 @@ def resolve_address(address: Optional[str]) -> Optional[str]:
     return address
 
 
+def unreachable(address: str, timeout_s: float = 5.0) -> Optional[str]:
+    """Why nothing answers at HOST:PORT, or None when something does. Ray itself would retry
+    an address where nothing listens for minutes before it gives up."""
+    target = address.split("://")[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return None  # not HOST:PORT; let Ray judge it
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return None
+    except OSError as error:
+        return error.strerror or str(error) or type(error).__name__
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """Hold back what Ray's C++ client writes to stderr (fd 2) while it connects: one warning
+    per retry. Lines go into the yielded list; on success they are written out after all."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        failed = False
+        try:
+            yield lines
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace")
+            lines.extend(text.splitlines())
+            if text and not failed:
+                sys.stderr.write(text)
+
+
 def connect(address: Optional[str], num_cpus: float) -> bool:
     """Join the cluster at ``address`` (or RAY_ADDRESS), or start an embedded Ray declaring
     at least ``num_cpus`` CPUs. Returns True when this process started Ray (and must stop it)."""
@@ -63,14 +106,31 @@ def connect(address: Optional[str], num_cpus: float) -> bool:
     if address:
         if is_loopback(address):
             prefer_loopback()  # a cluster on this machine: keep talking over 127.0.0.1
+        why = unreachable(address)
+        if why:
+            raise DistrlError(
+                f"Could not reach a Ray cluster at {address!r} ({why}). Check that the head node is up "
+                f"(`ray status` there) and that the address is its GCS address HOST:6379 (not the "
+                f"dashboard's 8265), or leave out --address to train on an embedded local Ray."
+            )
+        noise: list[str] = []
         try:
-            ray.init(address=address, **common)
+            with captured_stderr() as noise:
+                ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as error:
+            if any("InvalidAuthToken" in line or "Unauthenticated" in line for line in noise):
+                raise DistrlError(
+                    f"The Ray cluster at {address!r} refused this machine's authentication token. "
+                    f"Export RAY_AUTH_MODE=token and put the cluster's token (from "
+                    f"`ray get-auth-token` on the head node) in ~/.ray/auth_token, or point "
+                    f"RAY_AUTH_TOKEN_PATH at it; docs/clusters.md, 'Token authentication', says how."
+                ) from None
             raise DistrlError(
                 f"Could not join the Ray cluster at {address!r}: {str(error).splitlines()[0]}. "
                 f"Check that the head node is up (`ray status`), that the address is the GCS "
                 f"address HOST:6379 (or `auto` on a cluster node), and that RAY_AUTH_MODE=token is "
-                f"exported here like on the nodes. Leave out --address to train on an embedded local Ray."
+                f"exported here like on the nodes, with the cluster's token in ~/.ray/auth_token (or "
+                f"RAY_AUTH_TOKEN_PATH). Leave out --address to train on an embedded local Ray."
             ) from None
         return False
     prefer_loopback()
