@@ -7,12 +7,13 @@ Plain ``ray job submit -- distrl train ...`` works the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from distrl.errors import DistrlError
 
@@ -26,13 +27,21 @@ def dashboard_address(address: Optional[str]) -> str:
     """The Jobs API address: ``--address``, RAY_API_SERVER_ADDRESS, an http RAY_ADDRESS, or
     the local default. Dashboards listen on localhost; reach a remote one through an SSH
     tunnel (``ray dashboard cluster.yaml``)."""
-    candidates = [address, os.environ.get("RAY_API_SERVER_ADDRESS"), os.environ.get("RAY_ADDRESS")]
-    for candidate in candidates:
+    if address:  # what the user typed wins over the environment
+        return address if address.startswith(("http://", "https://")) else f"http://{address}"
+    for candidate in (os.environ.get("RAY_API_SERVER_ADDRESS"), os.environ.get("RAY_ADDRESS")):
         if candidate and candidate.startswith(("http://", "https://")):
             return candidate
-    if address:
-        return f"http://{address}"
     return DEFAULT_ADDRESS
+
+
+def token_message(where: str) -> str:
+    return (
+        f"The Ray cluster at {where} refused this machine's authentication token, or found none. "
+        f"Export RAY_AUTH_MODE=token and put the cluster's token (from `ray get-auth-token` on the "
+        f"head node) in ~/.ray/auth_token, or point RAY_AUTH_TOKEN_PATH at it; docs/clusters.md, "
+        f"'Token authentication', says how."
+    )
 
 
 def client(address: Optional[str]):
@@ -48,11 +57,7 @@ def client(address: Optional[str]):
     try:
         return JobSubmissionClient(url)
     except AuthenticationError:
-        raise DistrlError(
-            f"The Ray cluster at {url} requires its authentication token. Export RAY_AUTH_MODE=token and "
-            f"put the cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN_PATH) on this machine; "
-            f"docs/clusters.md, 'Token authentication', says how."
-        ) from None
+        raise DistrlError(token_message(url)) from None
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise DistrlError(
             f"Could not reach the Ray Jobs API at {url} ({str(error).splitlines()[0]}). Check that the "
@@ -94,9 +99,33 @@ def submit(address: Optional[str], train_args: list[str], working_dir: Optional[
     )
     if not wait:
         return 0
-    follow_logs(jobs, job_id)
-    status = str(jobs.get_job_status(job_id))
+    with jobs_api_errors(job_id):
+        follow_logs(jobs, job_id)
+        status = str(jobs.get_job_status(job_id))
+    print(f"job {job_id}: {status}", file=sys.stderr)
     return 0 if status == "SUCCEEDED" else 1
+
+
+@contextlib.contextmanager
+def jobs_api_errors(job_id: Optional[str]) -> Iterator[None]:
+    """The Jobs SDK raises RuntimeError, HTTP and websocket errors of several libraries; each
+    becomes one line naming the job (a tunnel that closed, an unknown id, a lost token)."""
+    from ray.exceptions import AuthenticationError
+
+    try:
+        yield
+    except AuthenticationError:
+        raise DistrlError(token_message("this address")) from None
+    except (KeyboardInterrupt, DistrlError):
+        raise
+    except Exception as error:
+        what = f"Job {job_id!r}" if job_id else "The Jobs API"
+        detail = (str(error).splitlines()[0] if str(error) else type(error).__name__).rstrip(".")
+        raise DistrlError(
+            f"{what}: {detail}. `distrl jobs list` shows the jobs this cluster knows. If the "
+            f"connection dropped, check the dashboard tunnel and try again: a job runs on whether "
+            f"or not anyone follows it."
+        ) from None
 
 
 def follow_logs(jobs, job_id: str) -> None:
@@ -110,14 +139,16 @@ def follow_logs(jobs, job_id: str) -> None:
 
 
 def command(action: str, job_id: Optional[str], address: Optional[str], follow: bool) -> int:
-    jobs = client(address)
-    if action == "list":
-        for job in jobs.list_jobs():
-            print(f"{job.submission_id or job.job_id}  {job.status}  {job.entrypoint}")
-        return 0
-    if not job_id:
+    if action not in ("status", "logs", "stop", "list"):
+        raise DistrlError(f"Unknown jobs action {action!r}; use status, logs, stop or list.")
+    if action != "list" and not job_id:
         raise DistrlError(f"distrl jobs {action} needs a job id (`distrl jobs list` shows them).")
-    try:
+    jobs = client(address)
+    with jobs_api_errors(None if action == "list" else job_id):
+        if action == "list":
+            for job in jobs.list_jobs():
+                print(f"{job.submission_id or job.job_id}  {job.status}  {job.entrypoint}")
+            return 0
         if action == "status":
             info = jobs.get_job_info(job_id)
             print(info.status)
@@ -139,6 +170,4 @@ def command(action: str, job_id: Optional[str], address: Optional[str], follow: 
                 time.sleep(1)
             print(status)
             return 0
-    except RuntimeError as error:
-        raise DistrlError(f"Job {job_id!r}: {str(error).splitlines()[0]}") from None
-    raise DistrlError(f"Unknown jobs action {action!r}; use status, logs, stop or list.")
+    return 2

@@ -85,3 +85,24 @@ def test_kuberay_rayjob_manifest():
     assert spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert spec["shutdownAfterJobFinishes"] is True
     _check_cluster_spec(spec["rayClusterSpec"])
+
+
+def test_an_address_typed_by_the_user_wins_over_the_environment(monkeypatch):
+    from distrl.jobs import DEFAULT_ADDRESS, dashboard_address
+    from distrl.runtime.cluster import ray_address_env, starts_embedded
+
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://cluster-a:8265")
+    assert dashboard_address("10.0.0.5:8265") == "http://10.0.0.5:8265"
+    assert dashboard_address("https://b:8265") == "https://b:8265"
+    assert dashboard_address(None) == "http://cluster-a:8265"
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert dashboard_address(None) == DEFAULT_ADDRESS
+
+    # A dashboard URL in RAY_ADDRESS (Ray's docs export one for `ray job`) is not a cluster
+    # for training to join; a GCS address (what Ray sets for a job's driver) is.
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    assert ray_address_env() is None and starts_embedded(None)
+    assert dashboard_address(None) == "http://127.0.0.1:8265"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
+    assert ray_address_env() == "10.0.0.7:6379" and not starts_embedded(None)
