@@ -141,6 +141,12 @@ def test_wrong_token_and_unreachable_address_get_one_clear_message(cluster, tmp_
     assert_clean_error(listing, code=1)
     assert "authentication token" in listing.stderr
 
+    for follow in ([], ["--follow"]):  # an unknown job id: one line, no traceback
+        unknown = run_distrl("jobs", "logs", "raysubmit_nope", *follow, "--address", cluster["dashboard"],
+                             env=client_env(), timeout=120)
+        assert_clean_error(unknown, code=1)
+        assert "raysubmit_nope" in unknown.stderr
+
     nobody = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
     unreachable = run_distrl("train", "--address", nobody, "--out", str(tmp_path / "other"), env=client_env(), timeout=120)
@@ -153,3 +159,19 @@ def test_wrong_token_and_unreachable_address_get_one_clear_message(cluster, tmp_
                         env=client_env(), timeout=300)
     assert joined.returncode == 0, joined.stderr[-3000:]
     assert read_progress(out)[-1]["env_steps"] >= 2000
+
+
+def test_worker_slots_count_node_by_node_and_fragments_lost_with_a_node_are_skipped(cluster):
+    """A 3-CPU head (1 CPU kept for the learner) and a 2-CPU node hold two 2-CPU workers,
+    not 2.5 (the count `--num-workers auto` starts with). A fragment left in the object
+    store of a node that leaves is lost; the learner's fetch skips it and keeps the rest."""
+    node = local_cluster.add_node(cluster["address"], cpus=2)
+    driver = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "lost_fragments_driver.py"), cluster["address"], str(node), str(ROOT)],
+        capture_output=True, text=True, timeout=300, env=client_env(), stdin=subprocess.DEVNULL,
+    )
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    result = json.loads(driver.stdout.strip().splitlines()[-1])
+    assert result["slots_2cpu_total"] == 2 and result["slots_1cpu_total"] == 4
+    assert result["slots_1cpu_free"] == 3  # two 1-CPU actors hold theirs
+    assert result["found"] == [2.0] and result["lost"] == 1

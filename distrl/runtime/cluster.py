@@ -26,9 +26,17 @@ def prefer_loopback() -> None:
         ray_constants.ENABLE_RAY_CLUSTER = os.environ[_LOOPBACK_ENV] not in ("0", "false", "False")
 
 
+def ray_address_env() -> Optional[str]:
+    """RAY_ADDRESS when it names a cluster to join (Ray Jobs set it for their driver). An
+    http:// value is a dashboard, which Ray's docs suggest exporting for `ray job`
+    commands; training does not join that."""
+    value = os.environ.get("RAY_ADDRESS") or None
+    return None if value and value.startswith(("http://", "https://")) else value
+
+
 def starts_embedded(address: Optional[str]) -> bool:
-    """No address and no RAY_ADDRESS (which Ray Jobs set for their driver): an embedded Ray."""
-    return not (address or os.environ.get("RAY_ADDRESS"))
+    """No address and no RAY_ADDRESS to join: an embedded Ray."""
+    return not (address or ray_address_env())
 
 
 def is_loopback(address: str) -> bool:
@@ -39,7 +47,7 @@ def is_loopback(address: str) -> bool:
 def resolve_address(address: Optional[str]) -> Optional[str]:
     """The cluster to join: ``address``, else RAY_ADDRESS (set for Ray Jobs and by users);
     "auto" means the cluster started on this machine with ``ray start``."""
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = address or ray_address_env()
     if address == "auto":
         from ray._private.services import get_ray_address_from_environment
 
@@ -113,18 +121,19 @@ def connect(address: Optional[str], num_cpus: float) -> bool:
                 f"(`ray status` there) and that the address is its GCS address HOST:6379 (not the "
                 f"dashboard's 8265), or leave out --address to train on an embedded local Ray."
             )
+        from ray.exceptions import AuthenticationError
+
+        from distrl.jobs import token_message
+
         noise: list[str] = []
         try:
             with captured_stderr() as noise:
                 ray.init(address=address, **common)
+        except AuthenticationError:  # token mode on here, but no token file
+            raise DistrlError(token_message(repr(address))) from None
         except (ConnectionError, RuntimeError, ValueError) as error:
             if any("InvalidAuthToken" in line or "Unauthenticated" in line for line in noise):
-                raise DistrlError(
-                    f"The Ray cluster at {address!r} refused this machine's authentication token. "
-                    f"Export RAY_AUTH_MODE=token and put the cluster's token (from "
-                    f"`ray get-auth-token` on the head node) in ~/.ray/auth_token, or point "
-                    f"RAY_AUTH_TOKEN_PATH at it; docs/clusters.md, 'Token authentication', says how."
-                ) from None
+                raise DistrlError(token_message(repr(address))) from None
             raise DistrlError(
                 f"Could not join the Ray cluster at {address!r}: {str(error).splitlines()[0]}. "
                 f"Check that the head node is up (`ray status`), that the address is the GCS "
@@ -147,6 +156,27 @@ def alive_nodes() -> dict[str, float]:
     return {node["NodeID"]: float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node["Alive"]}
 
 
+def worker_slots(cpus_per_worker: float, free_only: bool, head_reserve: float = 0.0) -> int:
+    """How many workers of ``cpus_per_worker`` CPUs fit, node by node: a 3-CPU node holds
+    one 2-CPU worker, not one and a half. ``free_only`` counts the CPUs nobody holds now
+    (other runs, this run's own actors); else each node's total, less ``head_reserve`` on
+    the head node (for the learner, before it shows in the free counts)."""
+    import ray
+    from ray._private import state
+
+    free = state.available_resources_per_node() if free_only else {}
+    slots = 0
+    for node in ray.nodes():
+        if not node["Alive"]:
+            continue
+        resources = node["Resources"]
+        cpus = free.get(node["NodeID"], {}).get("CPU", 0.0) if free_only else resources.get("CPU", 0.0)
+        if not free_only and "node:__internal_head__" in resources:
+            cpus -= head_reserve
+        slots += max(0, int((cpus + 1e-9) // cpus_per_worker))
+    return slots
+
+
 def on_head_node() -> dict:
     """Actor options that place it on the head node when it fits there: the learner, the
     parameter server and the replay shards hold the run's state, and the head is the one
@@ -166,6 +196,14 @@ def request_cpus(bundles: list[dict[str, float]]) -> None:
     from ray.autoscaler.sdk import request_resources
 
     request_resources(bundles=bundles)
+
+
+def withdraw_cpu_request() -> None:
+    """Take back ``request_cpus``: the request stands until replaced, and would keep a cloud
+    cluster at full size after the run."""
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=[])
 
 
 def cluster_cpus() -> float:

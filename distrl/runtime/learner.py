@@ -28,6 +28,24 @@ def global_weights(parts: list[dict[str, np.ndarray]], beta: float) -> np.ndarra
     weights = (size * priority / total) ** (-beta)
     return (weights / weights.max()).astype(np.float32)
 
+def fetch_surviving(refs: list[ray.ObjectRef]) -> tuple[list[Any], int]:
+    """The objects behind ``refs`` that still exist, and how many were lost (their node left
+    the cluster and their actor cannot make them again). One fetch for all when none is lost."""
+    from ray.exceptions import ObjectLostError
+
+    try:
+        return ray.get(refs), 0
+    except ObjectLostError:
+        pass
+    found = []
+    for ref in refs:
+        try:
+            found.append(ray.get(ref))
+        except ObjectLostError:
+            pass
+    return found, len(refs) - len(found)
+
+
 # Fragment arrays with one row per env copy, not per step.
 PER_ENV_KEYS = ("last_obs", "bootstrap_value")
 
@@ -87,8 +105,12 @@ class Learner:
         return self.version
 
     def update(self, fragment_refs: list[ray.ObjectRef], env_steps: int) -> dict[str, float]:
-        """One update on these fragments (one from each worker for PPO/A2C), then publish."""
-        fragments = ray.get(fragment_refs)
+        """One update on these fragments (one from each worker for PPO/A2C), then publish.
+        A fragment lost with its node (large ones live in the object store of the node that
+        sampled them) is left out; with none left there is no update."""
+        fragments, lost = fetch_surviving(fragment_refs)
+        if not fragments:
+            return {"no_update": True, "lost_fragments": lost, "learner_version": self.version}
         lags = [self.version - int(fragment["policy_version"]) for fragment in fragments]
         batch = collate(fragments, self.device)
         self.model.train()
@@ -98,6 +120,7 @@ class Learner:
         self.publish()
         stats["policy_lag"] = float(np.mean(lags))
         stats["learner_version"] = self.version
+        stats["lost_fragments"] = lost
         return stats
 
     def train_from_replay(self, num_updates: int, env_steps: int) -> dict[str, float]:

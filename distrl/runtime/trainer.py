@@ -84,6 +84,7 @@ class Trainer:
         self.failures_in_a_row = 0
         self._learner_stats: dict[str, list[float]] = {}
         self._lags: list[float] = []
+        self._asked_autoscaler = False
 
     # ---------------------------------------------------------------- set-up
 
@@ -92,13 +93,13 @@ class Trainer:
         return self.config.runtime.num_workers == "auto"
 
     def _num_workers(self) -> int:
-        """A fixed count, or (``auto``) as many as the cluster's CPUs allow next to the
-        learner, up to ``runtime.max_workers``."""
+        """A fixed count, or (``auto``) as many as fit on the nodes' CPUs next to the learner,
+        up to ``runtime.max_workers``."""
         runtime = self.config.runtime
         if not self.elastic:
             return int(runtime.num_workers)
-        spare = cluster.cluster_cpus() - runtime.num_cpus_per_learner
-        count = max(1, int(spare // runtime.num_cpus_per_worker))
+        reserve = runtime.num_cpus_per_learner if not self._learner_gpus() else 0.0
+        count = max(1, cluster.worker_slots(runtime.num_cpus_per_worker, free_only=False, head_reserve=reserve))
         return min(count, runtime.max_workers) if runtime.max_workers else count
 
     def _learner_gpus(self) -> float:
@@ -190,7 +191,8 @@ class Trainer:
                 num_cpus=runtime.num_cpus_per_learner, num_gpus=gpus, **({} if gpus else head)
             ).remote(self.config, self.parameter_server, self.replay_shards)
         worker_ids = [self._create_worker() for _ in range(num_workers)]
-        infos = [info for info in self._setup_workers(worker_ids) if info]
+        # "auto" counted CPUs that another run may hold: start with the workers that fit.
+        infos = [info for info in self._setup_workers(worker_ids, patience_s=60.0 if self.elastic else None) if info]
         if not infos:
             raise DistrlError("No rollout worker could be placed on the cluster.")
         spaces = (infos[0]["observation_space"], infos[0]["action_space"])
@@ -278,17 +280,24 @@ class Trainer:
         if not self.elastic or now - self._last_rescale < self.config.runtime.elastic_check_s:
             return
         self._last_rescale = now
-        missing = self._num_workers() - len(self.workers)
+        runtime = self.config.runtime
+        # Free CPUs only: this run's own actors and other runs already hold theirs.
+        missing = cluster.worker_slots(runtime.num_cpus_per_worker, free_only=True)
+        if runtime.max_workers:
+            missing = min(missing, runtime.max_workers - len(self.workers))
         if missing <= 0:
             return
         added = [self._create_worker() for _ in range(missing)]
-        self._setup_workers(added, patience_s=60.0)
+        self._setup_workers(added, patience_s=30.0)
         placed = [worker_id for worker_id in added if worker_id in self.workers]
         if placed:
             self.metrics.message(
                 f"cluster grew: {len(placed)} rollout worker(s) added, {len(self.workers)} on "
                 f"{len(set(self.worker_nodes.values()))} node(s)"
             )
+        # Count the next interval from now; after CPUs that were not there after all (taken
+        # meanwhile), wait longer before trying again.
+        self._last_rescale = time.monotonic() + (0.0 if len(placed) == len(added) else 30.0)
         self._ask_autoscaler()
 
     def _ask_autoscaler(self) -> None:
@@ -300,6 +309,7 @@ class Trainer:
             if runtime.num_cpus_per_learner:
                 bundles.append({"CPU": runtime.num_cpus_per_learner})
             cluster.request_cpus(bundles)
+            self._asked_autoscaler = True
 
     def _progress(self, worker_id: int) -> dict[str, int]:
         return {
@@ -369,6 +379,11 @@ class Trainer:
             raise self._learner_died(error) from None
         except RayTaskError as error:
             raise task_failure(error, "The learner's update failed") from None
+        lost = stats.pop("lost_fragments", 0)
+        if lost:
+            self.metrics.message(f"{lost} fragment(s) were lost with their node; the update used the others")
+        if stats.pop("no_update", False):
+            return  # every fragment of this update was lost: nothing learned, nothing to record
         self._record_update(stats, stats.pop("gradient_steps", 1) if self.spec.data_flow == "replay" else 1)
 
     def _record_update(self, stats: dict[str, Any], updates: int) -> None:
@@ -621,6 +636,11 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous_sigterm)
             self.metrics.close()
+            if self._asked_autoscaler:
+                try:
+                    cluster.withdraw_cpu_request()  # let the cluster shrink back after the run
+                except Exception:
+                    pass  # the cluster is gone already
             if started_ray:
                 ray.shutdown()
 
