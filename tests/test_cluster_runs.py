@@ -175,3 +175,32 @@ def test_worker_slots_count_node_by_node_and_fragments_lost_with_a_node_are_skip
     assert result["slots_2cpu_total"] == 2 and result["slots_1cpu_total"] == 4
     assert result["slots_1cpu_free"] == 3  # two 1-CPU actors hold theirs
     assert result["found"] == [2.0] and result["lost"] == 1
+
+
+def test_auto_waits_for_a_node_when_the_head_holds_only_the_learner(tmp_path):
+    """A cloud cluster often starts with a head that has room for the learner only; rollout
+    workers come with the nodes the autoscaler adds, minutes later. `--num-workers auto`
+    must wait for them past its 60 s placement patience, not give up."""
+    port, dashboard = free_port(), free_port()
+    address = f"127.0.0.1:{port}"
+    local_cluster.stop()
+    local_cluster.start_head(port, dashboard, cpus=1)
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "distrl", "train", "--address", address, "--num-workers", "auto",
+         "--stop-env-steps", "20000", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=client_env(),
+    )
+    try:
+        time.sleep(70)
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        local_cluster.add_node(address, cpus=2)
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        local_cluster.stop()
+    assert process.returncode == 0, output[-3000:]
+    assert "waiting for resources" in output
+    records = read_progress(out)
+    assert records[-1]["env_steps"] >= 20000 and records[-1]["num_nodes"] == 1 and records[-1]["num_workers"] >= 1

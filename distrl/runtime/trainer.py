@@ -121,19 +121,23 @@ class Trainer:
         ).remote(worker_id, self.config, self.parameter_server, seed, self.replay_shards)
         return worker_id
 
-    def _setup_workers(self, worker_ids: list[int], patience_s: Optional[float] = None) -> list[dict[str, Any]]:
+    def _setup_workers(
+        self, worker_ids: list[int], patience_s: Optional[float] = None, need_one: bool = False
+    ) -> list[dict[str, Any]]:
         """Build the envs of these workers. Waits for the cluster to place them (telling the
         user every 30 s), or, with ``patience_s``, gives up on those not placed by then:
-        they are removed and [] stands for each in the result."""
+        they are removed and [] stands for each in the result. With ``need_one`` it waits
+        on until at least one is placed (a cluster that is still growing)."""
         refs = [self.workers[worker_id].setup.remote() for worker_id in worker_ids]
         waited = 0.0
         while True:
-            step = 30.0 if patience_s is None else max(0.1, min(30.0, patience_s - waited))
+            left = None if patience_s is None else patience_s - waited
+            step = 30.0 if left is None or left <= 0 else max(0.1, min(30.0, left))
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=step)
             waited += step
             if len(ready) == len(refs):
                 break
-            if patience_s is not None and waited >= patience_s:
+            if patience_s is not None and waited >= patience_s and (ready or not need_one):
                 break
             self.metrics.message(
                 f"waiting for resources: {len(refs) - len(ready)} of {len(refs)} rollout workers not "
@@ -190,9 +194,12 @@ class Trainer:
             self.learner = Learner.options(
                 num_cpus=runtime.num_cpus_per_learner, num_gpus=gpus, **({} if gpus else head)
             ).remote(self.config, self.parameter_server, self.replay_shards)
+        self._ask_autoscaler()  # a cluster launched from a YAML starts growing now
         worker_ids = [self._create_worker() for _ in range(num_workers)]
-        # "auto" counted CPUs that another run may hold: start with the workers that fit.
-        infos = [info for info in self._setup_workers(worker_ids, patience_s=60.0 if self.elastic else None) if info]
+        # "auto" counted CPUs that another run may hold: start with the workers that fit
+        # (but wait for the first, which may need a node the autoscaler is starting).
+        patience = 60.0 if self.elastic else None
+        infos = [info for info in self._setup_workers(worker_ids, patience_s=patience, need_one=True) if info]
         if not infos:
             raise DistrlError("No rollout worker could be placed on the cluster.")
         spaces = (infos[0]["observation_space"], infos[0]["action_space"])
@@ -217,7 +224,6 @@ class Trainer:
             f"{device}; output in {self.out_dir}"
         )
         self._last_rescale = time.monotonic()
-        self._ask_autoscaler()
 
     # ---------------------------------------------------------------- workers
 
