@@ -66,6 +66,9 @@ class RuntimeConfig:
     max_workers: Optional[int] = None
     # With "auto": how often (seconds) to look for room on nodes that joined.
     elastic_check_s: float = 5.0
+    # With "auto": how long new workers may wait for a place before they are given up (the
+    # first worker of a run waits on, for a node the autoscaler is starting).
+    placement_patience_s: float = 60.0
     envs_per_worker: int = 4
     fragment_length: int = 32
     # Backpressure: sampled fragments a worker may have waiting for the learner.
@@ -266,6 +269,9 @@ def _build(cls: type, data: dict[str, Any], prefix: str, valid: list[str]) -> An
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value if value is not None else {}, key + ".", valid)
             continue
+        allowed = names[name].metadata.get("choices")
+        if allowed and isinstance(value, bool) and ("on" if value else "off") in allowed:
+            value = "on" if value else "off"  # YAML 1.1 reads a bare off/on as a boolean
         try:
             converted = _coerce(value, tp, key)
         except _Mismatch:
@@ -273,7 +279,6 @@ def _build(cls: type, data: dict[str, Any], prefix: str, valid: list[str]) -> An
                 f"Config key '{key}' expects {_type_name(tp)}, got {value!r}. "
                 f"Fix it in the config file or with --set {key}=VALUE."
             ) from None
-        allowed = names[name].metadata.get("choices")
         if allowed and converted not in allowed:
             close = difflib.get_close_matches(str(converted), allowed, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -387,6 +392,7 @@ def validate(config: Config) -> None:
     if runtime.max_workers is not None:
         _positive("runtime.max_workers", runtime.max_workers)
     _positive("runtime.elastic_check_s", runtime.elastic_check_s)
+    _positive("runtime.placement_patience_s", runtime.placement_patience_s)
     if runtime.num_workers == "auto" and runtime.num_cpus_per_worker <= 0:
         raise ConfigError(
             "runtime.num_workers=auto counts workers by runtime.num_cpus_per_worker, which is 0; "

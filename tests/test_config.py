@@ -51,6 +51,14 @@ def test_command_line_strings_are_converted():
     assert resolve({"runtime": {"num_workers": "auto"}}).runtime.num_workers == "auto"
 
 
+def test_a_bare_off_in_yaml_or_set_means_the_choice_off(tmp_path):
+    key, value = parse_override("output.console=off")  # YAML 1.1 reads this as False
+    assert resolve({"output": {"console": value}}).output.console == "off"
+    path = tmp_path / "run.yaml"
+    path.write_text("output:\n  console: off\n")
+    assert resolve(load_yaml(path)).output.console == "off"
+
+
 def test_resolved_yaml_round_trips(tmp_path):
     config = resolve({"env": {"id": "ALE/Pong-v5"}, "seed": 7})
     path = tmp_path / "config.yaml"

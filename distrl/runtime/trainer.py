@@ -198,7 +198,7 @@ class Trainer:
         worker_ids = [self._create_worker() for _ in range(num_workers)]
         # "auto" counted CPUs that another run may hold: start with the workers that fit
         # (but wait for the first, which may need a node the autoscaler is starting).
-        patience = 60.0 if self.elastic else None
+        patience = self.config.runtime.placement_patience_s if self.elastic else None
         infos = [info for info in self._setup_workers(worker_ids, patience_s=patience, need_one=True) if info]
         if not infos:
             raise DistrlError("No rollout worker could be placed on the cluster.")
@@ -258,7 +258,7 @@ class Trainer:
                 f"the last failure: {reason}. The checkpoints written so far are in {self.out_dir / 'checkpoints'}."
             )
         new_id = self._create_worker()
-        self._setup_workers([new_id], patience_s=60.0 if self.elastic else None)
+        self._setup_workers([new_id], patience_s=self.config.runtime.placement_patience_s if self.elastic else None)
         if new_id in self.workers:
             self.metrics.message(
                 f"rollout worker {worker_id} failed ({reason}); worker {new_id} replaced it "
@@ -294,7 +294,7 @@ class Trainer:
         if missing <= 0:
             return
         added = [self._create_worker() for _ in range(missing)]
-        self._setup_workers(added, patience_s=30.0)
+        self._setup_workers(added, patience_s=min(30.0, self.config.runtime.placement_patience_s))
         placed = [worker_id for worker_id in added if worker_id in self.workers]
         if placed:
             self.metrics.message(
