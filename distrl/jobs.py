@@ -80,16 +80,17 @@ def submit(address: Optional[str], train_args: list[str], working_dir: Optional[
             "distrl submit sends a training run: put the train command after `--`, for example "
             "`distrl submit --address http://127.0.0.1:8265 -- train --env CartPole-v1 --num-workers 4`."
         )
-    directory = working_dir or (str(project_root()) if project_root() else os.getcwd())
+    root = project_root()
+    directory = working_dir or (str(root) if root else os.getcwd())
     if not Path(directory).is_dir():
         raise DistrlError(f"--working-dir {directory!r} is not a folder.")
     entrypoint = shlex.join(["python", "-m", "distrl", *train_args])
+    url = dashboard_address(address)
     jobs = client(address)
     try:
         job_id = jobs.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": directory, "excludes": EXCLUDES})
     except Exception as error:  # the SDK raises RuntimeError, ValueError, HTTP errors
         raise DistrlError(f"The cluster refused the job: {str(error).splitlines()[0]}") from None
-    url = dashboard_address(address)
     print(job_id)
     print(
         f"submitted `{entrypoint}` from {directory}\n"
@@ -139,8 +140,6 @@ def follow_logs(jobs, job_id: str) -> None:
 
 
 def command(action: str, job_id: Optional[str], address: Optional[str], follow: bool) -> int:
-    if action not in ("status", "logs", "stop", "list"):
-        raise DistrlError(f"Unknown jobs action {action!r}; use status, logs, stop or list.")
     if action != "list" and not job_id:
         raise DistrlError(f"distrl jobs {action} needs a job id (`distrl jobs list` shows them).")
     jobs = client(address)
@@ -170,4 +169,4 @@ def command(action: str, job_id: Optional[str], address: Optional[str], follow: 
                 time.sleep(1)
             print(status)
             return 0
-    return 2
+    raise DistrlError(f"Unknown jobs action {action!r}; use status, logs, stop or list.")  # argparse prevents it

@@ -39,8 +39,16 @@ def starts_embedded(address: Optional[str]) -> bool:
     return not (address or ray_address_env())
 
 
+def host_port(address: str) -> tuple[str, str]:
+    """("host", "port") of ``[scheme://]HOST[:PORT]``; IPv6 brackets removed, port may be ""."""
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():  # no port given
+        host, port = address.split("://")[-1], ""
+    return host.strip("[]"), port
+
+
 def is_loopback(address: str) -> bool:
-    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    host, _ = host_port(address)
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
@@ -65,12 +73,11 @@ def resolve_address(address: Optional[str]) -> Optional[str]:
 def unreachable(address: str, timeout_s: float = 5.0) -> Optional[str]:
     """Why nothing answers at HOST:PORT, or None when something does. Ray itself would retry
     an address where nothing listens for minutes before it gives up."""
-    target = address.split("://")[-1]
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
+    host, port = host_port(address)
+    if not port:
         return None  # not HOST:PORT; let Ray judge it
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
             return None
     except OSError as error:
         return error.strerror or str(error) or type(error).__name__

@@ -11,22 +11,13 @@ import torch
 
 from distrl.algos import ALGORITHMS
 from distrl.models import build_model
+from distrl.runtime.replay import global_weights
 from distrl.runtime.weights import get_weights
 
 
 # Replay batches fetched per round trip to a shard.
 REPLAY_CHUNK = 8
 
-
-def global_weights(parts: list[dict[str, np.ndarray]], beta: float) -> np.ndarray:
-    """Importance-sampling weights over all shards (Schaul et al. 2016): each transition was
-    drawn with P(i) = p_i / sum of all shards' priorities, so w_i = (N P(i))^-beta / max w,
-    with N the transitions in all shards."""
-    total = sum(float(part["total"]) for part in parts)
-    size = sum(int(part["size"]) for part in parts)
-    priority = np.concatenate([part["priority"] for part in parts])
-    weights = (size * priority / total) ** (-beta)
-    return (weights / weights.max()).astype(np.float32)
 
 def fetch_surviving(refs: list[ray.ObjectRef]) -> tuple[list[Any], int]:
     """The objects behind ``refs`` that still exist, and how many were lost (their node left

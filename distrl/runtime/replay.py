@@ -23,6 +23,24 @@ import torch
 from distrl.algos.returns import nstep_targets
 
 
+def global_weights(parts: list[dict[str, Any]], beta: float) -> np.ndarray:
+    """Importance-sampling weights (Schaul et al. 2016) for samples drawn from one or more
+    shards: each transition was drawn with P(i) = p_i / (sum of all shards' priorities), so
+    w_i = (N P(i))^-beta / max w, with N the transitions in all shards. Each part holds a
+    shard's "priority" (of its samples), "total" and "size"."""
+    total = sum(float(part["total"]) for part in parts)
+    size = sum(int(part["size"]) for part in parts)
+    priority = np.concatenate([part["priority"] for part in parts])
+    weights = (size * priority / total) ** (-beta)
+    return (weights / weights.max()).astype(np.float32)
+
+
+def newest_frames(obs: np.ndarray, frame_stack: int) -> np.ndarray:
+    """The newest frame of each stacked observation ``[T, B, C * stack, ...]``: replay
+    stores every frame once and stacks them again when sampling."""
+    return obs[:, :, -(obs.shape[2] // frame_stack):] if frame_stack > 1 else obs
+
+
 class SumTree:
     """A binary tree whose internal nodes hold the sum of their children: sampling leaf i
     with probability p_i / sum(p) and updating p_i both take O(log n), and both are
@@ -136,10 +154,8 @@ class ReplayBuffer:
         that can be sampled."""
         if "frames" in fragment:  # a worker sends the newest frame of each stack only
             frames = fragment["frames"]
-        elif self.frame_stack > 1:
-            frames = fragment["obs"][:, :, -(fragment["obs"].shape[2] // self.frame_stack):]
         else:
-            frames = fragment["obs"]
+            frames = newest_frames(fragment["obs"], self.frame_stack)
         T = frames.shape[0]
         priorities = fragment.get("priorities")
         columns = {
@@ -223,12 +239,10 @@ class ReplayBuffer:
         end = absolute + steps - 1
         end_slots = end % self.slots
         cut = self.arrays["truncated"][rows, end_slots] & ~self.arrays["terminated"][rows, end_slots]
-        # Importance-sampling weights (Schaul et al. 2016): w = (N P(i))^-beta / max w.
-        # The learner recomputes them over all shards from "priority", "total" and "size".
+        # The learner weighs samples over all shards from "priority", "total" and "size";
+        # "weights" are this shard's alone.
         priority = self.tree.get(leaves)
         size = self.size()
-        weights = (size * priority / self.tree.total) ** (-beta)
-        weights /= weights.max()
         return {
             "priority": priority,
             "total": np.float64(self.tree.total),
@@ -240,7 +254,7 @@ class ReplayBuffer:
             "next_obs": self._stack(rows, absolute + steps),
             "cut": cut,
             "cut_value": self.arrays["timeout_value"][rows, end_slots],
-            "weights": weights.astype(np.float32),
+            "weights": global_weights([{"priority": priority, "total": self.tree.total, "size": size}], beta),
             "policy_version": self.arrays["policy_version"][rows, slots],
             "leaves": leaves,
             "absolute": absolute,

@@ -14,6 +14,7 @@ import torch
 from distrl.algos import ALGORITHMS
 from distrl.envs import frame_stack_of, frames_per_step, make_env
 from distrl.models import build_model
+from distrl.runtime.replay import newest_frames
 from distrl.runtime.weights import get_weights, set_weights
 
 # What a replay shard stores of a fragment, besides one frame per step.
@@ -47,6 +48,7 @@ class RolloutWorker:
         # Workers share the machine's cores; one torch thread each keeps them from fighting.
         torch.set_num_threads(1)
         self.worker_index = worker_index
+        self.frame_stack = frame_stack_of(config.env.id, config.env.options)
         self.config = config
         self.spec = ALGORITHMS[config.algo]
         self.parameter_server = parameter_server
@@ -182,10 +184,7 @@ class RolloutWorker:
         fragment, summary = self._rollout(progress)
         ray.get(self.pending_adds)
         K = len(self.envs)
-        obs = fragment["obs"]
-        stack = frame_stack_of(self.config.env.id, self.config.env.options)
-        frames = obs[:, :, -(obs.shape[2] // stack):] if stack > 1 else obs
-        stored = {"frames": frames, "policy_version": fragment["policy_version"]}
+        stored = {"frames": newest_frames(fragment["obs"], self.frame_stack), "policy_version": fragment["policy_version"]}
         for key in REPLAY_KEYS:
             stored[key] = fragment[key]
         num_shards = len(self.replay_shards)

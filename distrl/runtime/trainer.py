@@ -304,7 +304,6 @@ class Trainer:
         # Count the next interval from now; after CPUs that were not there after all (taken
         # meanwhile), wait longer before trying again.
         self._last_rescale = time.monotonic() + (0.0 if len(placed) == len(added) else 30.0)
-        self._ask_autoscaler()
 
     def _ask_autoscaler(self) -> None:
         """With ``num_workers: auto`` and ``runtime.max_workers``, ask the autoscaler for the
@@ -321,7 +320,7 @@ class Trainer:
         return {
             "env_steps": self.counters.env_steps,
             "num_workers": len(self.workers),
-            "rank": sorted(self.workers).index(worker_id),
+            "rank": list(self.workers).index(worker_id),  # ids only grow: insertion order is sorted
         }
 
     def _submit(self, worker_id: int) -> None:

@@ -121,7 +121,7 @@ def test_old_transitions_leave_the_ring(ray_local):
 
 def test_importance_weights_over_several_shards():
     """Two shards of 3 and 1 transitions: P(i) = p_i / (sum of both totals), N = 4."""
-    from distrl.runtime.learner import global_weights
+    from distrl.runtime.replay import global_weights
 
     parts = [
         {"priority": np.array([1.0, 2.0]), "total": 6.0, "size": 3},
