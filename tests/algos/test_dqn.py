@@ -70,3 +70,19 @@ def test_epsilon_ladder_over_all_env_copies():
     np.testing.assert_allclose(epsilons(annealing, 0, 1, 1, 0), [1.0])
     np.testing.assert_allclose(epsilons(annealing, 0, 1, 1, 500), [0.7], rtol=1e-6)
     np.testing.assert_allclose(epsilons(annealing, 0, 1, 1, 5000), [0.4], rtol=1e-6)
+
+
+@pytest.mark.parametrize("schedule, expected_lr", [("constant", 0.1), ("linear", 0.025)])
+def test_learning_rate_schedule_sets_the_step_taken(schedule, expected_lr):
+    # Adam's first step moves each parameter by lr * g / (|g| + eps): about lr, whatever the
+    # gradient's size, so the moved entry shows the lr that was used. Three quarters through
+    # a 1000-step horizon, a linear schedule has lr * 0.25 left.
+    dqn = DQN(DQNConfig(lr=0.1, lr_schedule=schedule, adam_eps=1e-8), QTable(3, 2), anneal_env_steps=1000)
+    batch = {
+        "obs": one_hot([0]), "actions": torch.tensor([0]), "returns": torch.tensor([1.0]),
+        "discount": torch.tensor([0.0]), "next_obs": one_hot([1]), "cut": torch.tensor([False]),
+        "cut_value": torch.tensor([0.0]), "weights": torch.tensor([1.0]),
+    }
+    stats, _ = dqn.learn(batch, env_steps=750)
+    assert stats["learning_rate"] == pytest.approx(expected_lr)
+    assert dqn.model.table[0, 0].item() == pytest.approx(expected_lr, rel=1e-4)

@@ -15,7 +15,7 @@ BUDGETS = {
     "a3c": 300_000,
     "impala": 400_000,
     "appo": 400_000,
-    "dqn": 200_000,  # 1.5 x 118k; DQN can fall back from ~390 and climb again
+    "dqn": 200_000,  # 2.1 x 95k, its worst of 8 runs (BENCHMARKS.md): room to dip and climb again
 }
 
 
