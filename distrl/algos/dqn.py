@@ -160,6 +160,8 @@ class DQN:
         self.config = config
         self.model = model
         self.target = copy.deepcopy(model).requires_grad_(False)
+        # Loading a state dict copies into these same tensors, so the lists stay valid.
+        self.polyak_pairs = (list(self.target.parameters()), list(model.parameters()))
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
         self.anneal_env_steps = anneal_env_steps
         self.gradient_steps = 0
@@ -196,7 +198,7 @@ class DQN:
         self.gradient_steps += 1
         if cfg.tau < 1.0:
             with torch.no_grad():  # one fused call: this runs after every gradient step
-                torch._foreach_lerp_(list(self.target.parameters()), list(self.model.parameters()), cfg.tau)
+                torch._foreach_lerp_(*self.polyak_pairs, cfg.tau)
         elif self.gradient_steps % cfg.target_update_interval == 0:
             self.target.load_state_dict(self.model.state_dict())
         stats = {"learning_rate": lr, "loss": loss.item(), "q_mean": q.mean().item(), "td_error_abs": td_error.abs().mean().item(),

@@ -12,6 +12,15 @@ def one_hot(states, n=3):
     return torch.eye(n)[torch.as_tensor(states)]
 
 
+def one_terminal_transition():
+    """State 0, action 0, reward 1, then the episode ends."""
+    return {
+        "obs": one_hot([0]), "actions": torch.tensor([0]), "returns": torch.tensor([1.0]),
+        "discount": torch.tensor([0.0]), "next_obs": one_hot([1]), "cut": torch.tensor([False]),
+        "cut_value": torch.tensor([0.0]), "weights": torch.tensor([1.0]),
+    }
+
+
 def test_double_dqn_targets_huber_loss_and_priorities():
     model = QTable(3, 2)
     model.table.data = torch.tensor([[1.0, 2.0], [0.5, 3.0], [4.0, -1.0]])
@@ -47,11 +56,7 @@ def test_double_dqn_targets_huber_loss_and_priorities():
 def test_target_network_copies_every_interval_or_follows_by_polyak():
     model = QTable(3, 2)
     dqn = DQN(DQNConfig(lr=0.1, target_update_interval=2), model, None)
-    batch = {
-        "obs": one_hot([0]), "actions": torch.tensor([0]), "returns": torch.tensor([1.0]),
-        "discount": torch.tensor([0.0]), "next_obs": one_hot([1]), "cut": torch.tensor([False]),
-        "cut_value": torch.tensor([0.0]), "weights": torch.tensor([1.0]),
-    }
+    batch = one_terminal_transition()
     dqn.learn(batch, 0)
     assert torch.all(dqn.target.table == 0) and model.table[0, 0] != 0
     dqn.learn(batch, 0)
@@ -78,11 +83,7 @@ def test_learning_rate_schedule_sets_the_step_taken(schedule, expected_lr):
     # gradient's size, so the moved entry shows the lr that was used. Three quarters through
     # a 1000-step horizon, a linear schedule has lr * 0.25 left.
     dqn = DQN(DQNConfig(lr=0.1, lr_schedule=schedule, adam_eps=1e-8), QTable(3, 2), anneal_env_steps=1000)
-    batch = {
-        "obs": one_hot([0]), "actions": torch.tensor([0]), "returns": torch.tensor([1.0]),
-        "discount": torch.tensor([0.0]), "next_obs": one_hot([1]), "cut": torch.tensor([False]),
-        "cut_value": torch.tensor([0.0]), "weights": torch.tensor([1.0]),
-    }
+    batch = one_terminal_transition()
     stats, _ = dqn.learn(batch, env_steps=750)
     assert stats["learning_rate"] == pytest.approx(expected_lr)
     assert dqn.model.table[0, 0].item() == pytest.approx(expected_lr, rel=1e-4)
