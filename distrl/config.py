@@ -24,118 +24,146 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from distrl.algos import ALGORITHMS
-from distrl.algos.a2c import A2CConfig
-from distrl.algos.a3c import A3CConfig
-from distrl.algos.appo import APPOConfig
-from distrl.algos.dqn import DQNConfig
-from distrl.algos.impala import IMPALAConfig
-from distrl.algos.ppo import PPOConfig
-from distrl.algos.qlearning import QLearningConfig
 from distrl.errors import ConfigError
-
-
-def choices(*values: str, default: str) -> Any:
-    return field(default=default, metadata={"choices": values})
+from distrl.options import choices_of, help_of, option
 
 
 @dataclass
 class EnvConfig:
-    # Any id of distrl.envs.make_env: gymnasium ids, ALE/<Game>-v5, ...
-    id: str = "CartPole-v1"
-    # Family options passed to make_env (frame_skip, screen_size, frame_stack, ...).
-    options: dict[str, Any] = field(default_factory=dict)
+    id: str = option("CartPole-v1", "environment id: a gymnasium id, ALE/<Game>-v5, Vizdoom*, retro/<Game>, distrl/* (`distrl envs`)")
+    options: dict[str, Any] = option(help="family options passed to make_env: frame_skip, screen_size, frame_stack, ...", factory=dict)
 
 
 @dataclass
 class ModelConfig:
-    kind: str = choices("auto", "mlp", "cnn", default="auto")
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = choices("tanh", "relu", "elu", "gelu", default="tanh")
-    # MLP only: False gives the policy and the value function separate trunks.
-    shared_trunk: bool = False
-    # Q-networks only: a state-value and an advantage stream (Wang et al. 2016).
-    dueling: bool = True
+    kind: str = option("auto", "network trunk: auto (CNN for images, else MLP), mlp or cnn", choices=("auto", "mlp", "cnn"))
+    hidden_sizes: list[int] = option(help="MLP layer widths", factory=lambda: [64, 64])
+    activation: str = option("tanh", "MLP activation", choices=("tanh", "relu", "elu", "gelu"))
+    shared_trunk: bool = option(False, "MLP only: one trunk for policy and value (false: separate trunks)")
+    dueling: bool = option(True, "Q-networks only: a state-value and an advantage stream (Wang et al. 2016)")
 
 
 @dataclass
 class RuntimeConfig:
-    # "auto": as many workers as the cluster has CPUs to spare for them, growing and
-    # shrinking with the cluster while training.
-    num_workers: Union[int, Literal["auto"]] = 2
-    # With "auto": at most this many, and the autoscaler is asked for their CPUs (None: no cap, no request).
-    max_workers: Optional[int] = None
-    # With "auto": how often (seconds) to look for room on nodes that joined.
-    elastic_check_s: float = 5.0
-    # With "auto": how long new workers may wait for a place before they are given up (the
-    # first worker of a run waits on, for a node the autoscaler is starting).
-    placement_patience_s: float = 60.0
-    envs_per_worker: int = 4
-    fragment_length: int = 32
-    # Backpressure: sampled fragments a worker may have waiting for the learner.
-    max_inflight_fragments: int = 2
-    num_cpus_per_worker: float = 1.0
-    num_cpus_per_learner: float = 1.0
-    # "auto": one GPU when the cluster has one, else the learner runs on CPU.
-    num_gpus_per_learner: Union[float, Literal["auto"]] = "auto"
-    # None: start an embedded local Ray. "auto" or HOST:PORT: join a running cluster.
-    address: Optional[str] = None
-    # A worker that dies is replaced; the run gives up after this many replacements.
-    max_worker_restarts: int = 100
+    num_workers: Union[int, Literal["auto"]] = option(
+        2, "rollout workers, or auto: one per spare CPU of the cluster, growing and shrinking with it"
+    )
+    max_workers: Optional[int] = option(None, "with auto: at most this many, and the autoscaler is asked for their CPUs")
+    elastic_check_s: float = option(5.0, "with auto: seconds between looks for room on nodes that joined")
+    placement_patience_s: float = option(
+        60.0, "with auto: seconds new workers may wait for a place before they are given up (the first waits on)"
+    )
+    envs_per_worker: int = option(4, "environment copies per worker, stepped as one batch")
+    fragment_length: int = option(32, "steps per env copy in one fragment")
+    max_inflight_fragments: int = option(2, "backpressure: sampled fragments a worker may have waiting for the learner")
+    num_cpus_per_worker: float = option(1.0, "CPUs Ray reserves for each rollout worker")
+    num_cpus_per_learner: float = option(1.0, "CPUs Ray reserves for the learner")
+    num_gpus_per_learner: Union[float, Literal["auto"]] = option(
+        "auto", "GPUs for the learner; auto: one when the cluster has one, else the learner runs on CPU"
+    )
+    address: Optional[str] = option(None, "null: start an embedded local Ray; auto or HOST:PORT: join a running cluster")
+    max_worker_restarts: int = option(100, "dead workers are replaced; the run gives up after this many replacements")
 
 
 @dataclass
 class StopConfig:
-    # Any rule that holds ends the run (exit 0). If none is set, the run stops at the
-    # environment's registered reward_threshold when it has one, else runs until Ctrl-C.
-    env_steps: Optional[int] = None
-    reward: Optional[float] = None
-    seconds: Optional[float] = None
+    env_steps: Optional[int] = option(None, "stop after this many env steps (schedules anneal over it)")
+    reward: Optional[float] = option(None, "stop when the mean return of the last 100 episodes reaches this")
+    seconds: Optional[float] = option(None, "stop after this many seconds of training")
 
 
 @dataclass
 class OutputConfig:
-    # Where progress.jsonl, config.yaml, tb/ and checkpoints/ go (None: runs/<env>-<algo>-<time>).
-    dir: Optional[str] = None
-    report_every_s: float = 5.0
-    checkpoint_every_s: float = 300.0
-    keep_checkpoints: int = 3
-    tensorboard: bool = True
-    # "auto": a live bar on a terminal, one line per report otherwise.
-    console: str = choices("auto", "bar", "lines", "off", default="auto")
+    dir: Optional[str] = option(None, "where progress.jsonl, config.yaml, tb/ and checkpoints/ go (null: runs/<env>-<algo>-<time>)")
+    report_every_s: float = option(5.0, "seconds between progress reports")
+    checkpoint_every_s: float = option(300.0, "seconds between checkpoints")
+    keep_checkpoints: int = option(3, "newest checkpoints kept")
+    tensorboard: bool = option(True, "write TensorBoard events under tb/")
+    console: str = option("auto", "auto: a live bar on a terminal, one line per report otherwise", choices=("auto", "bar", "lines", "off"))
 
 
 @dataclass
 class Config:
-    algo: str = "ppo"
-    seed: int = 0
-    env: EnvConfig = field(default_factory=EnvConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    stop: StopConfig = field(default_factory=StopConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    # One section per algorithm in distrl.algos.ALGORITHMS; only the chosen one is used.
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    a2c: A2CConfig = field(default_factory=A2CConfig)
-    a3c: A3CConfig = field(default_factory=A3CConfig)
-    impala: IMPALAConfig = field(default_factory=IMPALAConfig)
-    appo: APPOConfig = field(default_factory=APPOConfig)
-    dqn: DQNConfig = field(default_factory=DQNConfig)
-    qlearning: QLearningConfig = field(default_factory=QLearningConfig)
+    """The run's settings. Any stop rule that holds ends the run (exit 0); with none set, the
+    run stops at the environment's registered reward threshold, or runs until Ctrl-C."""
 
-    @property
-    def algo_config(self) -> Any:
-        return getattr(self, self.algo)
+    algo: str = option("ppo", "the algorithm: " + ", ".join(ALGORITHMS))
+    seed: int = option(0, "seeds the model, the workers' environments and replay sampling")
+    env: EnvConfig = option(help="the environment", factory=EnvConfig)
+    model: ModelConfig = option(help="the network", factory=ModelConfig)
+    runtime: RuntimeConfig = option(help="workers, learner and cluster", factory=RuntimeConfig)
+    stop: StopConfig = option(help="stop rules", factory=StopConfig)
+    output: OutputConfig = option(help="what a run writes", factory=OutputConfig)
+    # The chosen algorithm's section, of its registered config class. In YAML (and --set) it
+    # is the section named after the algorithm: `ppo: {lr: ...}`.
+    algo_config: Any = field(default=None, repr=False, metadata={"section": True})
+
+    def __post_init__(self):
+        if self.algo_config is None and self.algo in ALGORITHMS:
+            self.algo_config = ALGORITHMS[self.algo].config_class()
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config, with only the chosen algorithm's section."""
-        data = dataclasses.asdict(self)
-        for name in ALGORITHMS:
-            if name != self.algo:
-                data.pop(name, None)
+        """The resolved config, with the chosen algorithm's section under its name."""
+        data = {f.name: dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(getattr(self, f.name))
+                else getattr(self, f.name) for f in _plain_fields(Config)}
+        data[self.algo] = dataclasses.asdict(self.algo_config)
         return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def to_commented_yaml(self) -> str:
+        """The resolved config with each key's help text as a comment (``--print-config``)."""
+        lines: list[str] = []
+        for f in _plain_fields(Config):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                lines.append(f"{f.name}:  # {help_of(f)}")
+                lines += _commented_section(value)
+            else:
+                lines.append(_commented_line(f.name, value, f, ""))
+        lines.append(f"{self.algo}:  # {ALGORITHMS[self.algo].paper}")
+        lines += _commented_section(self.algo_config)
+        return "\n".join(lines) + "\n"
+
+
+def _plain_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("section")]
+
+
+def _commented_line(name: str, value: Any, f: dataclasses.Field, indent: str) -> str:
+    text = yaml.safe_dump({name: value}, default_flow_style=True, width=10_000).strip()[1:-1]
+    allowed = choices_of(f)
+    note = help_of(f) + (f" ({' | '.join(allowed)})" if allowed else "")
+    return f"{indent}{text}  # {note}"
+
+
+def _commented_section(section: Any) -> list[str]:
+    return [_commented_line(f.name, getattr(section, f.name), f, "  ") for f in dataclasses.fields(section)]
+
+
+def key_help() -> list[tuple[str, str, str]]:
+    """(key, default, help) for every config key, the algorithms' sections included, in
+    the order `distrl train --help` lists them."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("section"):
+                continue
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], prefix + f.name + ".")
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            allowed = choices_of(f)
+            note = help_of(f) + (f" ({' | '.join(allowed)})" if allowed else "")
+            rows.append((prefix + f.name, yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("\n..."), note))
+
+    walk(Config, "")
+    for name, spec in ALGORITHMS.items():
+        walk(spec.config_class, name + ".")
+    return rows
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,6 +174,10 @@ def _valid_keys(cls: type, prefix: str = "") -> list[str]:
     keys = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.metadata.get("section"):
+            for name, spec in ALGORITHMS.items():
+                keys += [name] + _valid_keys(spec.config_class, name + ".")
+            continue
         key = prefix + f.name
         keys.append(key)
         if dataclasses.is_dataclass(hints[f.name]):
@@ -259,17 +291,23 @@ def _build(cls: type, data: dict[str, Any], prefix: str, valid: list[str]) -> An
             f"values, got {data!r}."
         )
     hints = typing.get_type_hints(cls)
-    names = {f.name: f for f in dataclasses.fields(cls)}
+    names = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("section")}
     kwargs = {}
     for name, value in data.items():
         key = prefix + str(name)
+        if cls is Config and name in ALGORITHMS:
+            # Every algorithm's section is checked; only the chosen one is kept.
+            section = _build(ALGORITHMS[name].config_class, value if value is not None else {}, key + ".", valid)
+            if name == data.get("algo", Config.algo):
+                kwargs["algo_config"] = section
+            continue
         if name not in names:
             raise _unknown_key(key, valid)
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value if value is not None else {}, key + ".", valid)
             continue
-        allowed = names[name].metadata.get("choices")
+        allowed = choices_of(names[name])
         if allowed and isinstance(value, bool) and ("on" if value else "off") in allowed:
             value = "on" if value else "off"  # YAML 1.1 reads a bare off/on as a boolean
         try:

@@ -20,7 +20,7 @@ cluster.connect(sys.argv[1], 0)
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from distrl.runtime.learner import fetch_surviving
+from distrl.runtime.flows.base import fetch_surviving
 
 nodes = [n for n in ray.nodes() if n["Alive"]]
 head = next(n["NodeID"] for n in nodes if "node:__internal_head__" in n["Resources"])

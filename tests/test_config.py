@@ -8,14 +8,14 @@ from distrl.errors import ConfigError
 def test_defaults_and_vector_preset():
     config = resolve({})
     assert config.algo == "ppo" and config.env.id == "CartPole-v1"
-    assert config.ppo.epochs == 20 and config.model.kind == "mlp"  # the "vector" preset
+    assert config.algo_config.epochs == 20 and config.model.kind == "mlp"  # the "vector" preset
 
 
 def test_pixel_preset_for_atari_and_user_values_win():
     config = resolve({"env": {"id": "ALE/Pong-v5"}, "ppo": {"clip_coef": 0.3}})
     assert config.model.kind == "cnn"
-    assert config.ppo.reward_clip == 1.0 and config.runtime.fragment_length == 128
-    assert config.ppo.clip_coef == 0.3
+    assert config.algo_config.reward_clip == 1.0 and config.runtime.fragment_length == 128
+    assert config.algo_config.clip_coef == 0.3
 
 
 def test_unknown_key_names_the_nearest_valid_one():
@@ -46,7 +46,7 @@ def test_command_line_strings_are_converted():
     key, value = parse_override("ppo.lr=1e-3")
     assert key == "ppo.lr"
     config = resolve({"ppo": {"lr": value}, "runtime": {"num_workers": "4"}, "stop": {"env_steps": "150_000"}})
-    assert config.ppo.lr == pytest.approx(1e-3)
+    assert config.algo_config.lr == pytest.approx(1e-3)
     assert config.runtime.num_workers == 4 and config.stop.env_steps == 150_000
     assert resolve({"runtime": {"num_workers": "auto"}}).runtime.num_workers == "auto"
 

@@ -11,34 +11,38 @@ with A_t = R_t - V(s_t) from n-step returns (``gae_lambda = 1``), or GAE(lambda)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 
+from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy, make_optimizer, normalize
+from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import gae
+from distrl.options import option
 
 
 @dataclass
 class A2CConfig:
     """Defaults are OpenAI Baselines' / Stable-Baselines3's A2C: RMSProp, lr 7e-4, 5-step fragments."""
 
-    lr: float = 7e-4
-    lr_schedule: str = field(default="linear", metadata={"choices": ("linear", "constant")})
-    # Horizon of the linear decay when the run has no stop.env_steps (None: constant lr).
-    anneal_env_steps: Optional[int] = None
-    optimizer: str = field(default="rmsprop", metadata={"choices": ("rmsprop", "adam")})
-    rmsprop_alpha: float = 0.99
-    optimizer_eps: float = 1e-5
-    gamma: float = 0.99
-    # 1.0: plain n-step returns to the fragment's end, as in the paper; < 1: GAE.
-    gae_lambda: float = 1.0
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
-    max_grad_norm: float = 0.5
-    normalize_advantages: bool = False
-    reward_clip: Optional[float] = None
+    lr: float = option(7e-4, "learning rate (at the start, with lr_schedule linear)")
+    lr_schedule: str = option(
+        "linear", "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant: it stays",
+        choices=("linear", "constant"),
+    )
+    anneal_env_steps: Optional[int] = option(None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)")
+    optimizer: str = option("rmsprop", "the optimizer", choices=("rmsprop", "adam"))
+    rmsprop_alpha: float = option(0.99, "RMSProp's smoothing constant")
+    optimizer_eps: float = option(1e-5, "the optimizer's epsilon")
+    gamma: float = option(0.99, "discount factor")
+    gae_lambda: float = option(1.0, "1.0: n-step returns to the fragment's end, as in the paper; < 1: GAE(lambda)")
+    vf_coef: float = option(0.5, "weight of the value loss")
+    ent_coef: float = option(0.01, "weight of the entropy bonus")
+    max_grad_norm: float = option(0.5, "gradients are clipped to this global norm")
+    normalize_advantages: bool = option(False, "normalise advantages over each batch")
+    reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
 
     def __post_init__(self):
         for key in ("lr", "max_grad_norm"):
@@ -69,24 +73,9 @@ PRESETS = {
 }
 
 
-def make_optimizer(config, parameters) -> torch.optim.Optimizer:
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.optimizer_eps)
-    return torch.optim.Adam(parameters, lr=config.lr, eps=config.optimizer_eps)
-
-
-def linear_schedule(config, env_steps: int, horizon: Optional[int]) -> float:
-    """The learning-rate multiplier: 1 falling linearly to 0 over ``horizon`` env steps."""
-    if config.lr_schedule == "constant" or not horizon:
-        return 1.0
-    return max(0.0, 1.0 - env_steps / horizon)
-
-
-def actor_critic_loss(model: nn.Module, batch: dict[str, torch.Tensor], config) -> tuple[torch.Tensor, dict]:
+def actor_critic_loss(model: nn.Module, batch: dict[str, torch.Tensor], config: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The A2C/A3C loss on a time-major batch ``[T, B]`` of one or more fragments."""
-    rewards = batch["rewards"]
-    if config.reward_clip is not None:
-        rewards = rewards.clamp(-config.reward_clip, config.reward_clip)
+    rewards = clip_rewards(batch["rewards"], config.reward_clip)
     T, B = rewards.shape
     logits, values = model(batch["obs"].flatten(0, 1))
     values = values.view(T, B)
@@ -96,38 +85,35 @@ def actor_critic_loss(model: nn.Module, batch: dict[str, torch.Tensor], config) 
             rewards, values.detach(), bootstrap, batch["terminated"], batch["truncated"],
             config.gamma, config.gae_lambda, timeout_values=batch["timeout_value"],
         )
-        if config.normalize_advantages and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if config.normalize_advantages:
+            advantages = normalize(advantages)
     log_probs = logits.log_softmax(-1)
-    logp = log_probs.gather(-1, batch["actions"].flatten(0, 1).unsqueeze(-1)).squeeze(-1)
-    entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+    logp = chosen(log_probs, batch["actions"].flatten(0, 1))
+    policy_entropy = entropy(log_probs)
     policy_loss = -(advantages.flatten() * logp).mean()
     value_loss = 0.5 * ((returns - values) ** 2).mean()
-    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-    stats = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": entropy.detach()}
+    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * policy_entropy
+    stats = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": policy_entropy.detach()}
     return loss, stats
 
 
-class A2C:
-    def __init__(self, config: A2CConfig, model: nn.Module, anneal_env_steps: Optional[int]):
-        self.config = config
-        self.model = model
-        self.anneal_env_steps = anneal_env_steps
-        self.optimizer = make_optimizer(config, model.parameters())
+class A2C(OptimizedAlgorithm):
+    def __init__(self, config: A2CConfig, model: nn.Module, budget_env_steps: Optional[int]):
+        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha)
+        super().__init__(config, model, budget_env_steps, optimizer)
 
-    def learn(self, batch: dict[str, torch.Tensor], env_steps: int) -> dict[str, float]:
-        lr = self.config.lr * linear_schedule(self.config, env_steps, self.anneal_env_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+    def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
+        lr = self.scheduled_lr(progress.env_steps)
         loss, stats = actor_critic_loss(self.model, batch, self.config)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
-        return {**{k: float(v) for k, v in stats.items()}, "grad_norm": float(grad_norm), "learning_rate": lr}
+        grad_norm = self.gradient_step(loss)
+        return Update({**{k: float(v) for k, v in stats.items()}, "grad_norm": grad_norm, "learning_rate": lr})
 
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+SPEC = AlgorithmSpec(
+    name="a2c",
+    config_class=A2CConfig,
+    algorithm_class=A2C,
+    flow=lambda config: SynchronousSettings(),
+    paper="Mnih et al. 2016, Asynchronous Methods for Deep RL (synchronous variant)",
+    presets=PRESETS,
+)

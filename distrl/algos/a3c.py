@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from distrl.algos.a2c import A2CConfig, actor_critic_loss, linear_schedule, make_optimizer
+from distrl.algos.a2c import A2CConfig, actor_critic_loss
+from distrl.algos.common import OptimizedAlgorithm, make_optimizer
+from distrl.algos.interface import AlgorithmSpec, GradientSettings, Gradients, Progress, Update
+from distrl.options import option
 
 
 @dataclass
@@ -24,9 +26,9 @@ class A3CConfig(A2CConfig):
     """The paper's settings: shared RMSProp (alpha 0.99, eps 0.1), 5-step fragments (the
     paper's t_max), entropy 0.01, n-step returns."""
 
-    lr: float = 7e-4
-    optimizer_eps: float = 0.1
-    max_grad_norm: float = 40.0
+    lr: float = option(7e-4, "learning rate (at the start, with lr_schedule linear)")
+    optimizer_eps: float = option(0.1, "the shared optimizer's epsilon")
+    max_grad_norm: float = option(40.0, "each worker's gradient is clipped to this global norm")
 
     section = "a3c"
 
@@ -48,39 +50,40 @@ PRESETS = {
 }
 
 
-def compute_gradients(model: nn.Module, batch: dict[str, torch.Tensor], config: A3CConfig) -> tuple[list, dict]:
-    """The worker's side: d loss / d theta on its own fragment, clipped to ``max_grad_norm``."""
-    model.zero_grad(set_to_none=True)
-    loss, stats = actor_critic_loss(model, batch, config)
-    loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-    # None for a parameter the loss does not reach: the server leaves it (and its optimizer
-    # state) alone instead of applying a zero gradient.
-    gradients = [None if p.grad is None else p.grad.detach().cpu().numpy() for p in model.parameters()]
-    return gradients, {**{k: float(v) for k, v in stats.items()}, "grad_norm": float(grad_norm)}
+class A3C(OptimizedAlgorithm):
+    """The learner's side: one optimizer shared by all workers' gradients (the paper's
+    shared RMSProp statistics)."""
 
+    def __init__(self, config: A3CConfig, model: nn.Module, budget_env_steps: Optional[int]):
+        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha)
+        super().__init__(config, model, budget_env_steps, optimizer)
 
-class A3C:
-    """The server's side: one optimizer shared by all workers' gradients."""
+    @staticmethod
+    def gradients(model: nn.Module, batch: dict[str, torch.Tensor], config: A3CConfig) -> tuple[Gradients, dict[str, float]]:
+        """The worker's side: d loss / d theta on its own fragment, clipped to ``max_grad_norm``."""
+        model.zero_grad(set_to_none=True)
+        loss, stats = actor_critic_loss(model, batch, config)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        # None for a parameter the loss does not reach: the learner leaves it (and its
+        # optimizer state) alone instead of applying a zero gradient.
+        gradients = [None if p.grad is None else p.grad.detach().cpu().numpy() for p in model.parameters()]
+        return gradients, {**{k: float(v) for k, v in stats.items()}, "grad_norm": float(grad_norm)}
 
-    def __init__(self, config: A3CConfig, model: nn.Module, anneal_env_steps: Optional[int]):
-        self.config = config
-        self.model = model
-        self.anneal_env_steps = anneal_env_steps
-        self.optimizer = make_optimizer(config, model.parameters())
-
-    def apply_gradients(self, gradients: list[Optional[np.ndarray]], env_steps: int) -> dict[str, float]:
-        lr = self.config.lr * linear_schedule(self.config, env_steps, self.anneal_env_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+    def apply_gradients(self, gradients: Gradients, progress: Progress) -> Update:
+        lr = self.scheduled_lr(progress.env_steps)
         for parameter, gradient in zip(self.model.parameters(), gradients):
             # torch.tensor copies: arrays from the object store are read-only.
             parameter.grad = None if gradient is None else torch.tensor(gradient, device=parameter.device)
         self.optimizer.step()
-        return {"learning_rate": lr}
+        return Update({"learning_rate": lr})
 
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+SPEC = AlgorithmSpec(
+    name="a3c",
+    config_class=A3CConfig,
+    algorithm_class=A3C,
+    flow=lambda config: GradientSettings(),
+    paper="Mnih et al. 2016, Asynchronous Methods for Deep Reinforcement Learning",
+    presets=PRESETS,
+)

@@ -8,26 +8,28 @@ several epochs of minibatches per batch of fragments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from distrl.algos.a2c import linear_schedule
-from distrl.algos.impala import IMPALAConfig, make_optimizer, vtrace_targets
+from distrl.algos.common import OptimizedAlgorithm, chosen, clipped_surrogate, entropy, make_optimizer, normalize
+from distrl.algos.impala import IMPALAConfig, vtrace_targets
+from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
+from distrl.options import option
 
 
 @dataclass
 class APPOConfig(IMPALAConfig):
-    lr: float = 5e-4
-    optimizer: str = field(default="adam", metadata={"choices": ("rmsprop", "adam")})
-    optimizer_eps: float = 1e-5
-    clip_coef: float = 0.2
-    epochs: int = 2
-    num_minibatches: int = 2
-    normalize_advantages: bool = True
-    max_grad_norm: float = 0.5
+    lr: float = option(5e-4, "learning rate (at the start, with lr_schedule linear)")
+    optimizer: str = option("adam", "the optimizer", choices=("rmsprop", "adam"))
+    optimizer_eps: float = option(1e-5, "the optimizer's epsilon")
+    clip_coef: float = option(0.2, "the surrogate's clip range epsilon")
+    epochs: int = option(2, "passes over each batch")
+    num_minibatches: int = option(2, "minibatches per pass, each a set of whole fragment columns")
+    normalize_advantages: bool = option(True, "normalise the V-trace advantages over each minibatch")
+    max_grad_norm: float = option(0.5, "gradients are clipped to this global norm")
 
     section = "appo"
 
@@ -45,54 +47,59 @@ PRESETS = {
 }
 
 
-class APPO:
-    def __init__(self, config: APPOConfig, model: nn.Module, anneal_env_steps: Optional[int]):
-        self.config = config
-        self.model = model
-        self.anneal_env_steps = anneal_env_steps
-        self.optimizer = make_optimizer(config, model.parameters())
+def appo_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], columns: torch.Tensor, config: APPOConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss on the minibatch of fragment ``columns`` (module docstring), against V-trace
+    targets computed once for the whole batch."""
+    logits, values = model(batch["obs"][:, columns].flatten(0, 1))
+    log_probs = logits.log_softmax(-1)
+    logp = chosen(log_probs, batch["actions"][:, columns].flatten())
+    advantages = targets["pg_advantages"][:, columns].flatten()
+    if config.normalize_advantages:
+        advantages = normalize(advantages)
+    ratio = (logp - batch["logp"][:, columns].flatten()).exp()
+    policy_loss = clipped_surrogate(ratio, advantages, config.clip_coef)
+    value_loss = 0.5 * ((targets["vs"][:, columns].flatten() - values) ** 2).mean()
+    policy_entropy = entropy(log_probs)
+    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * policy_entropy
+    with torch.no_grad():
+        clip_fraction = ((ratio - 1).abs() > config.clip_coef).float().mean()
+    return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
+                  "entropy": policy_entropy.detach(), "clip_fraction": clip_fraction}
 
-    def learn(self, batch: dict[str, torch.Tensor], env_steps: int) -> dict[str, float]:
+
+class APPO(OptimizedAlgorithm):
+    def __init__(self, config: APPOConfig, model: nn.Module, budget_env_steps: Optional[int]):
+        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha)
+        super().__init__(config, model, budget_env_steps, optimizer)
+
+    def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         cfg = self.config
-        lr = cfg.lr * linear_schedule(cfg, env_steps, self.anneal_env_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = self.scheduled_lr(progress.env_steps)
         # V-trace targets once per batch, from the parameters the batch arrived to.
         with torch.no_grad():
             targets = vtrace_targets(self.model, batch, cfg)
-        T, B = batch["rewards"].shape
+        B = batch["rewards"].shape[1]
         totals: dict[str, float] = {}
         steps = 0
         for _ in range(cfg.epochs):
             columns = torch.randperm(B, device=batch["rewards"].device)
             # Minibatches of whole columns keep each step's time context; every column is used.
             for cols in torch.tensor_split(columns, min(cfg.num_minibatches, B)):
-                logits, values = self.model(batch["obs"][:, cols].flatten(0, 1))
-                log_probs = logits.log_softmax(-1)
-                logp = log_probs.gather(-1, batch["actions"][:, cols].flatten().unsqueeze(-1)).squeeze(-1)
-                advantages = targets["pg_advantages"][:, cols].flatten()
-                if cfg.normalize_advantages and advantages.numel() > 1:
-                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-                ratio = (logp - batch["logp"][:, cols].flatten()).exp()
-                surrogate = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
-                policy_loss = surrogate.mean()
-                value_loss = 0.5 * ((targets["vs"][:, cols].flatten() - values) ** 2).mean()
-                entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-                with torch.no_grad():
-                    clip_fraction = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
-                for key, value in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy),
-                                   ("grad_norm", grad_norm), ("clip_fraction", clip_fraction)):
-                    totals[key] = totals.get(key, 0.0) + value.item()
+                loss, stats = appo_loss(self.model, batch, targets, cols, cfg)
+                stats["grad_norm"] = torch.tensor(self.gradient_step(loss))
+                for key, value in stats.items():
+                    totals[key] = totals.get(key, 0.0) + float(value)
                 steps += 1
-        return {**{k: v / max(steps, 1) for k, v in totals.items()}, "learning_rate": lr, "gradient_steps": steps}
+        return Update({**{k: v / max(steps, 1) for k, v in totals.items()}, "learning_rate": lr, "gradient_steps": steps})
 
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+SPEC = AlgorithmSpec(
+    name="appo",
+    config_class=APPOConfig,
+    algorithm_class=APPO,
+    flow=lambda config: StreamingSettings(fragments_per_update=config.fragments_per_update),
+    paper="IMPALA's V-trace with PPO's clipped surrogate (Espeholt et al. 2018; Schulman et al. 2017)",
+    presets=PRESETS,
+)

@@ -18,7 +18,8 @@ new priorities back.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -26,8 +27,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from distrl.algos.a2c import linear_schedule
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards
+from distrl.algos.interface import AlgorithmSpec, Behaviour, Progress, ReplaySettings, Update
 from distrl.algos.returns import nstep_targets
+from distrl.options import option
 
 
 @dataclass
@@ -36,41 +39,34 @@ class DQNConfig:
     2018): Adam lr 6.25e-5 (eps 1.5e-4), 3-step returns, batch 32, prioritized replay with
     alpha 0.6 and beta 0.4 -> 1, epsilon ladder 0.4^(1 + 7 i / (N - 1))."""
 
-    lr: float = 6.25e-5
-    # "linear": lr falls linearly to 0 over the run's env-step budget (stop.env_steps), or
-    # over anneal_env_steps when the run has none (None then: constant); "constant" (Ape-X).
-    lr_schedule: str = field(default="constant", metadata={"choices": ("linear", "constant")})
-    anneal_env_steps: Optional[int] = None
-    adam_eps: float = 1.5e-4
-    gamma: float = 0.99
-    n_step: int = 3
-    batch_size: int = 32
-    double: bool = True
-    huber_delta: float = 1.0
-    max_grad_norm: float = 10.0
-    # Gradient steps between hard target copies; with tau < 1 the target moves by Polyak
-    # averaging after every step instead.
-    target_update_interval: int = 2500
-    tau: float = 1.0
-    replay_capacity: int = 1_000_000
-    replay_shards: int = 1
-    # Transitions to collect before the first update.
-    learning_starts: int = 50_000
-    # Sampled transitions per collected env step (DQN: batch 32 every 4 steps = 8).
-    replay_ratio: float = 8.0
-    prioritized: bool = True
-    priority_alpha: float = 0.6
-    priority_beta: float = 0.4
-    # beta rises linearly to 1 over this many env steps (None: stays at priority_beta).
-    priority_beta_anneal_env_steps: Optional[int] = None
-    priority_eps: float = 1e-6
-    # Ape-X's ladder over all env copies: epsilon_i = epsilon_base^(1 + epsilon_alpha i / (N - 1)).
-    epsilon_base: float = 0.4
-    epsilon_alpha: float = 7.0
-    # With > 0, every env copy starts fully random and anneals to its ladder value over this
-    # many env steps; 0 (Ape-X) uses the ladder from the start.
-    epsilon_anneal_env_steps: int = 0
-    reward_clip: Optional[float] = None
+    lr: float = option(6.25e-5, "Adam learning rate")
+    lr_schedule: str = option(
+        "constant", "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant (Ape-X): it stays",
+        choices=("linear", "constant"),
+    )
+    anneal_env_steps: Optional[int] = option(None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)")
+    adam_eps: float = option(1.5e-4, "Adam's epsilon")
+    gamma: float = option(0.99, "discount factor")
+    n_step: int = option(3, "steps of real rewards in each target before bootstrapping")
+    batch_size: int = option(32, "transitions per gradient step")
+    double: bool = option(True, "double DQN: the online network picks the next action, the target network values it")
+    huber_delta: float = option(1.0, "the Huber loss's delta")
+    max_grad_norm: float = option(10.0, "gradients are clipped to this global norm")
+    target_update_interval: int = option(2500, "gradient steps between hard target copies (with tau 1)")
+    tau: float = option(1.0, "< 1: the target network moves by Polyak averaging after every step instead")
+    replay_capacity: int = option(1_000_000, "transitions kept over all shards")
+    replay_shards: int = option(1, "replay actors the transitions are spread over")
+    learning_starts: int = option(50_000, "env steps to collect before the first update")
+    replay_ratio: float = option(8.0, "sampled transitions per collected env step (DQN's batch 32 every 4 steps = 8)")
+    prioritized: bool = option(True, "prioritized replay (Schaul et al. 2016); false: uniform")
+    priority_alpha: float = option(0.6, "priority exponent: P(i) = p_i^alpha / sum p^alpha")
+    priority_beta: float = option(0.4, "importance-sampling exponent at the start")
+    priority_beta_anneal_env_steps: Optional[int] = option(None, "beta rises linearly to 1 over this many env steps (null: stays)")
+    priority_eps: float = option(1e-6, "added to |TD error| so no transition gets priority 0")
+    epsilon_base: float = option(0.4, "Ape-X's ladder over all env copies: epsilon_i = base^(1 + alpha i / (N - 1))")
+    epsilon_alpha: float = option(7.0, "the ladder's alpha (see epsilon_base)")
+    epsilon_anneal_env_steps: int = option(0, "> 0: every copy starts fully random and anneals to its ladder value over this many env steps")
+    reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
 
     section = "dqn"
 
@@ -107,29 +103,34 @@ PRESETS = {
 }
 
 
-def epsilons(config: DQNConfig, worker_index: int, num_workers: int, envs_per_worker: int, env_steps: int) -> np.ndarray:
+def epsilons(config: DQNConfig, at: Behaviour) -> np.ndarray:
     """Each env copy's exploration rate: Ape-X's ladder over all copies (the first copy
     explores most), reached by a linear anneal from 1 over ``epsilon_anneal_env_steps``."""
-    total = max(num_workers * envs_per_worker, 1)
-    index = worker_index * envs_per_worker + np.arange(envs_per_worker)
+    total = max(at.num_workers * at.envs_per_worker, 1)
+    index = at.rank * at.envs_per_worker + np.arange(at.envs_per_worker)
     exponent = 1 + config.epsilon_alpha * index / max(total - 1, 1)
     ladder = config.epsilon_base ** exponent
-    if config.epsilon_anneal_env_steps and env_steps < config.epsilon_anneal_env_steps:
-        progress = env_steps / config.epsilon_anneal_env_steps
+    if config.epsilon_anneal_env_steps and at.env_steps < config.epsilon_anneal_env_steps:
+        progress = at.env_steps / config.epsilon_anneal_env_steps
         ladder = 1.0 + (ladder - 1.0) * progress
     return ladder.astype(np.float32)
 
 
-def behaviour(config, worker_index: int, num_workers: int, envs_per_worker: int, env_steps: int) -> dict:
-    return {"epsilon": epsilons(config, worker_index, num_workers, envs_per_worker, env_steps)}
+def behaviour(config: DQNConfig, at: Behaviour) -> dict:
+    return {"epsilon": epsilons(config, at)}
+
+
+def priority_beta(config: DQNConfig, env_steps: int) -> float:
+    """beta annealed linearly from ``priority_beta`` to 1 (Schaul et al. 2016, section 3.4)."""
+    if not config.priority_beta_anneal_env_steps:
+        return config.priority_beta
+    return min(1.0, config.priority_beta + (1 - config.priority_beta) * env_steps / config.priority_beta_anneal_env_steps)
 
 
 def initial_priorities(fragment: dict[str, np.ndarray], config: DQNConfig) -> dict[str, np.ndarray]:
     """Ape-X's actor-side priorities: |n-step TD error| under the worker's own network, with
     the window cut at the fragment's end (bootstrapping from max_a Q there)."""
-    rewards = torch.as_tensor(fragment["rewards"], dtype=torch.float64)
-    if config.reward_clip is not None:
-        rewards = rewards.clamp(-config.reward_clip, config.reward_clip)
+    rewards = clip_rewards(torch.as_tensor(fragment["rewards"], dtype=torch.float64), config.reward_clip)
     T, K = rewards.shape
     n = config.n_step
     terminated = torch.as_tensor(fragment["terminated"])
@@ -155,29 +156,24 @@ def initial_priorities(fragment: dict[str, np.ndarray], config: DQNConfig) -> di
     return {"priorities": priorities.reshape(T, K).numpy().astype(np.float32)}
 
 
-class DQN:
-    def __init__(self, config: DQNConfig, model: nn.Module, anneal_env_steps: Optional[int]):
-        self.config = config
-        self.model = model
+class DQN(OptimizedAlgorithm):
+    def __init__(self, config: DQNConfig, model: nn.Module, budget_env_steps: Optional[int]):
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+        super().__init__(config, model, budget_env_steps, optimizer)
         self.target = copy.deepcopy(model).requires_grad_(False)
         # Loading a state dict copies into these same tensors, so the lists stay valid.
         self.polyak_pairs = (list(self.target.parameters()), list(model.parameters()))
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
-        self.anneal_env_steps = anneal_env_steps
         self.gradient_steps = 0
 
-    def priority_beta(self, env_steps: int) -> float:
+    def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
+        """One gradient step on a replay batch: ``rewards``, ``terminated`` and ``truncated``
+        are the ``[B, n]`` windows that follow each sampled transition, ``next_obs`` the
+        observation the window ends on, ``cut``/``cut_value`` a window ended by a time limit
+        and the value recorded there, ``weights`` the importance-sampling weights."""
         cfg = self.config
-        if not cfg.priority_beta_anneal_env_steps:
-            return cfg.priority_beta
-        return min(1.0, cfg.priority_beta + (1 - cfg.priority_beta) * env_steps / cfg.priority_beta_anneal_env_steps)
-
-    def learn(self, batch: dict[str, torch.Tensor], env_steps: int) -> tuple[dict[str, float], np.ndarray]:
-        """One gradient step on a replay batch; returns the statistics and the new priorities."""
-        cfg = self.config
-        lr = cfg.lr * linear_schedule(cfg, env_steps, self.anneal_env_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = self.scheduled_lr(progress.env_steps)
+        rewards = clip_rewards(batch["rewards"], cfg.reward_clip)
+        returns, discount, _ = nstep_targets(rewards, batch["terminated"], batch["truncated"], cfg.gamma)
         q = self.model(batch["obs"]).gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
         with torch.no_grad():
             next_target = self.target(batch["next_obs"])
@@ -188,28 +184,47 @@ class DQN:
                 next_value = next_target.max(-1).values
             # A window cut by a time limit bootstraps from the value recorded at the cut.
             next_value = torch.where(batch["cut"], batch["cut_value"], next_value)
-            target = batch["returns"] + batch["discount"] * next_value
+            target = (returns + discount * next_value).to(q.dtype)
         td_error = target - q
         loss = (batch["weights"] * F.huber_loss(q, target, reduction="none", delta=cfg.huber_delta)).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
+        grad_norm = self.gradient_step(loss)
         self.gradient_steps += 1
         if cfg.tau < 1.0:
             with torch.no_grad():  # one fused call: this runs after every gradient step
                 torch._foreach_lerp_(*self.polyak_pairs, cfg.tau)
         elif self.gradient_steps % cfg.target_update_interval == 0:
             self.target.load_state_dict(self.model.state_dict())
-        stats = {"learning_rate": lr, "loss": loss.item(), "q_mean": q.mean().item(), "td_error_abs": td_error.abs().mean().item(),
-                 "grad_norm": float(grad_norm)}
-        return stats, (td_error.detach().abs() + cfg.priority_eps).cpu().numpy()
+        stats = {"learning_rate": lr, "loss": loss.item(), "q_mean": q.mean().item(),
+                 "td_error_abs": td_error.abs().mean().item(), "grad_norm": grad_norm,
+                 "priority_beta": priority_beta(cfg, progress.env_steps)}
+        return Update(stats, priorities=(td_error.detach().abs() + cfg.priority_eps).cpu().numpy())
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "target": self.target.state_dict(),
-                "gradient_steps": self.gradient_steps}
+        return {**super().state_dict(), "target": self.target.state_dict(), "gradient_steps": self.gradient_steps}
 
     def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        super().load_state_dict(state)
         self.target.load_state_dict(state["target"])
         self.gradient_steps = int(state["gradient_steps"])
+
+
+def replay_settings(config: DQNConfig) -> ReplaySettings:
+    return ReplaySettings(
+        capacity=config.replay_capacity, shards=config.replay_shards, n_step=config.n_step,
+        batch_size=config.batch_size, learning_starts=config.learning_starts, replay_ratio=config.replay_ratio,
+        prioritized=config.prioritized, priority_alpha=config.priority_alpha,
+        priority_beta=functools.partial(priority_beta, config),
+    )
+
+
+SPEC = AlgorithmSpec(
+    name="dqn",
+    config_class=DQNConfig,
+    algorithm_class=DQN,
+    flow=replay_settings,
+    paper="Horgan et al. 2018, Distributed Prioritized Experience Replay (Ape-X), with double, dueling, n-step DQN",
+    presets=PRESETS,
+    model_head="q_network",
+    behaviour=behaviour,
+    worker_postprocess=initial_priorities,
+)

@@ -8,14 +8,16 @@ they arrive and corrects for the lag with V-trace targets (``returns.vtrace``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 
-from distrl.algos.a2c import linear_schedule
+from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy, make_optimizer
+from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
 from distrl.algos.returns import vtrace
+from distrl.options import option
 
 
 @dataclass
@@ -23,21 +25,23 @@ class IMPALAConfig:
     """Defaults are the paper's Atari settings (Table G.1): RMSProp lr 6e-4 (alpha 0.99,
     eps 0.01), entropy 0.01, baseline 0.5, gradient norm 40, rho = c = 1."""
 
-    lr: float = 6e-4
-    lr_schedule: str = field(default="linear", metadata={"choices": ("linear", "constant")})
-    anneal_env_steps: Optional[int] = None
-    optimizer: str = field(default="rmsprop", metadata={"choices": ("rmsprop", "adam")})
-    rmsprop_alpha: float = 0.99
-    optimizer_eps: float = 0.01
-    gamma: float = 0.99
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
-    max_grad_norm: float = 40.0
-    clip_rho: float = 1.0
-    clip_c: float = 1.0
-    reward_clip: Optional[float] = None
-    # Fragments per learner batch; 0 means one per worker.
-    fragments_per_update: int = 0
+    lr: float = option(6e-4, "learning rate (at the start, with lr_schedule linear)")
+    lr_schedule: str = option(
+        "linear", "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant: it stays",
+        choices=("linear", "constant"),
+    )
+    anneal_env_steps: Optional[int] = option(None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)")
+    optimizer: str = option("rmsprop", "the optimizer", choices=("rmsprop", "adam"))
+    rmsprop_alpha: float = option(0.99, "RMSProp's smoothing constant")
+    optimizer_eps: float = option(0.01, "the optimizer's epsilon")
+    gamma: float = option(0.99, "discount factor")
+    vf_coef: float = option(0.5, "weight of the value loss (the paper's baseline cost)")
+    ent_coef: float = option(0.01, "weight of the entropy bonus")
+    max_grad_norm: float = option(40.0, "gradients are clipped to this global norm")
+    clip_rho: float = option(1.0, "V-trace's rho-bar: truncation of the importance weights in the targets")
+    clip_c: float = option(1.0, "V-trace's c-bar: truncation of the trace-cutting coefficients")
+    reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
+    fragments_per_update: int = option(0, "fragments per learner batch, taken in arrival order (0: one per worker)")
 
     section = "impala"
 
@@ -66,26 +70,18 @@ PRESETS = {
 }
 
 
-def make_optimizer(config, parameters) -> torch.optim.Optimizer:
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.optimizer_eps)
-    return torch.optim.Adam(parameters, lr=config.lr, eps=config.optimizer_eps)
-
-
-def vtrace_targets(model: nn.Module, batch: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
+def vtrace_targets(model: nn.Module, batch: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
     """Runs the current model over a time-major batch and computes V-trace targets. A step cut
     by a time limit gets gamma * V(final obs) added to its reward and discount 0, so V-trace's
     ``discounts`` input carries both episode ends."""
-    rewards = batch["rewards"]
-    if config.reward_clip is not None:
-        rewards = rewards.clamp(-config.reward_clip, config.reward_clip)
+    rewards = clip_rewards(batch["rewards"], config.reward_clip)
     T, B = rewards.shape
     logits, values = model(batch["obs"].flatten(0, 1))
     logits, values = logits.view(T, B, -1), values.view(T, B)
     with torch.no_grad():
         bootstrap = model(batch["last_obs"])[1]
     log_probs = logits.log_softmax(-1)
-    target_logp = log_probs.gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
+    target_logp = chosen(log_probs, batch["actions"])
     cut = batch["truncated"] & ~batch["terminated"]
     rewards = rewards + torch.where(cut, config.gamma * batch["timeout_value"], torch.zeros_like(rewards))
     discounts = config.gamma * (~(batch["terminated"] | batch["truncated"])).to(rewards.dtype)
@@ -96,36 +92,36 @@ def vtrace_targets(model: nn.Module, batch: dict[str, torch.Tensor], config) -> 
     return {"log_probs": log_probs, "target_logp": target_logp, "values": values, "vs": vs, "pg_advantages": pg_advantages}
 
 
-class IMPALA:
-    def __init__(self, config: IMPALAConfig, model: nn.Module, anneal_env_steps: Optional[int]):
-        self.config = config
-        self.model = model
-        self.anneal_env_steps = anneal_env_steps
-        self.optimizer = make_optimizer(config, model.parameters())
+def impala_loss(targets: dict[str, torch.Tensor], config: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The paper's loss (section 4.2) on the output of ``vtrace_targets``."""
+    policy_loss = -(targets["pg_advantages"] * targets["target_logp"]).mean()
+    value_loss = 0.5 * ((targets["vs"] - targets["values"]) ** 2).mean()
+    policy_entropy = entropy(targets["log_probs"])
+    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * policy_entropy
+    return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": policy_entropy.detach()}
 
-    def learn(self, batch: dict[str, torch.Tensor], env_steps: int) -> dict[str, float]:
-        cfg = self.config
-        lr = cfg.lr * linear_schedule(cfg, env_steps, self.anneal_env_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        out = vtrace_targets(self.model, batch, cfg)
-        policy_loss = -(out["pg_advantages"] * out["target_logp"]).mean()
-        value_loss = 0.5 * ((out["vs"] - out["values"]) ** 2).mean()
-        entropy = -(out["log_probs"].exp() * out["log_probs"]).sum(-1).mean()
-        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
+
+class IMPALA(OptimizedAlgorithm):
+    def __init__(self, config: IMPALAConfig, model: nn.Module, budget_env_steps: Optional[int]):
+        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha)
+        super().__init__(config, model, budget_env_steps, optimizer)
+
+    def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
+        lr = self.scheduled_lr(progress.env_steps)
+        targets = vtrace_targets(self.model, batch, self.config)
+        loss, stats = impala_loss(targets, self.config)
+        grad_norm = self.gradient_step(loss)
         with torch.no_grad():
-            rho = (out["target_logp"] - batch["logp"]).exp()
-        return {
-            "policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item(),
-            "grad_norm": float(grad_norm), "learning_rate": lr, "mean_rho": float(rho.mean()),
-        }
+            rho = (targets["target_logp"] - batch["logp"]).exp()
+        return Update({**{k: float(v) for k, v in stats.items()}, "grad_norm": grad_norm, "learning_rate": lr,
+                       "mean_rho": float(rho.mean())})
 
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+SPEC = AlgorithmSpec(
+    name="impala",
+    config_class=IMPALAConfig,
+    algorithm_class=IMPALA,
+    flow=lambda config: StreamingSettings(fragments_per_update=config.fragments_per_update),
+    paper="Espeholt et al. 2018, IMPALA: Scalable Distributed Deep-RL with Importance Weighted Actor-Learner Architectures",
+    presets=PRESETS,
+)

@@ -1,7 +1,7 @@
 """Proximal Policy Optimization (Schulman et al. 2017, "Proximal Policy Optimization
 Algorithms"), clipped-surrogate variant, for discrete actions.
 
-Data flow (DESIGN.md): rollout workers sample fixed-length fragments with the newest policy,
+Data flow (docs/design.md, "synchronous"): rollout workers sample fixed-length fragments with the newest policy,
 the learner stacks one fragment per worker into a ``[T, B]`` batch and calls ``PPO.learn``.
 With ``async_sampling`` the workers sample the next batch while the learner updates, so a
 fragment may be one version old; the clipped ratio uses the behaviour log-probabilities the
@@ -10,14 +10,17 @@ worker recorded, which keeps that correct.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn as nn
 from torch.distributions import Categorical
 
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards, clipped_surrogate, normalize
+from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import gae
+from distrl.options import option
 
 
 @dataclass
@@ -25,31 +28,29 @@ class PPOConfig:
     """PPO hyperparameters. Defaults are CleanRL's ``ppo.py`` (classic control); the
     ``PRESETS`` below replace them for pixel and vector environments."""
 
-    lr: float = 2.5e-4
-    # "linear": lr (and the clip range, if clip_decay) fall linearly to 0 over the run's
-    # env-step budget (stop.env_steps), or over anneal_env_steps when the run has no such
-    # budget (None then: constant); "constant".
-    lr_schedule: str = field(default="linear", metadata={"choices": ("linear", "constant")})
-    anneal_env_steps: Optional[int] = None
-    adam_eps: float = 1e-5
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    epochs: int = 4
-    num_minibatches: int = 4
-    clip_coef: float = 0.2
-    clip_decay: bool = False
-    clip_value_loss: bool = True
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
-    max_grad_norm: float = 0.5
-    normalize_advantages: bool = True
-    # Stop the epochs of one update early once the approximate KL passes this (None: never).
-    target_kl: Optional[float] = None
-    # Rewards are clipped to [-reward_clip, reward_clip] at the learner (None: no clipping).
-    # Workers and metrics always see the raw reward.
-    reward_clip: Optional[float] = None
-    # Overlap the next sampling round with this update (policy lag <= 1).
-    async_sampling: bool = False
+    lr: float = option(2.5e-4, "Adam learning rate (at the start, with lr_schedule linear)")
+    lr_schedule: str = option(
+        "linear",
+        "linear: the lr (and the clip range, with clip_decay) fall to 0 over stop.env_steps, or over "
+        "anneal_env_steps for runs without one; constant: they stay",
+        choices=("linear", "constant"),
+    )
+    anneal_env_steps: Optional[int] = option(None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)")
+    adam_eps: float = option(1e-5, "Adam's epsilon")
+    gamma: float = option(0.99, "discount factor")
+    gae_lambda: float = option(0.95, "GAE's lambda (Schulman et al. 2016)")
+    epochs: int = option(4, "passes over each batch")
+    num_minibatches: int = option(4, "minibatches per pass")
+    clip_coef: float = option(0.2, "the surrogate's clip range epsilon")
+    clip_decay: bool = option(False, "anneal the clip range with the learning rate")
+    clip_value_loss: bool = option(True, "clip the value loss around the behaviour values, as the paper's code does")
+    vf_coef: float = option(0.5, "weight of the value loss")
+    ent_coef: float = option(0.01, "weight of the entropy bonus")
+    max_grad_norm: float = option(0.5, "gradients are clipped to this global norm")
+    normalize_advantages: bool = option(True, "normalise advantages over each minibatch")
+    target_kl: Optional[float] = option(None, "stop an update's epochs once the approximate KL passes this (null: never)")
+    reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
+    async_sampling: bool = option(False, "workers sample the next batch during the update (policy lag <= 1)")
 
     def __post_init__(self):
         for key in ("lr", "epochs", "num_minibatches", "clip_coef", "max_grad_norm"):
@@ -123,12 +124,9 @@ def ppo_loss(
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
 
-    if config.normalize_advantages and advantages.numel() > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-    # Clipped surrogate (eq. 7), written as a loss.
-    surrogate = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef))
-    policy_loss = surrogate.mean()
+    if config.normalize_advantages:
+        advantages = normalize(advantages)
+    policy_loss = clipped_surrogate(ratio, advantages, clip_coef)
 
     # Value loss, optionally clipped around the behaviour values as in the paper's code.
     if config.clip_value_loss:
@@ -162,43 +160,24 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     return float(1 - (target - predicted).var() / var_target)
 
 
-class PPO:
+class PPO(OptimizedAlgorithm):
     """The learner side of PPO: owns the optimizer, turns a batch into several epochs of
     minibatch updates."""
 
-    def __init__(self, config: PPOConfig, model: nn.Module, anneal_env_steps: Optional[int]):
-        self.config = config
-        self.model = model
-        self.anneal_env_steps = anneal_env_steps
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+    def __init__(self, config: PPOConfig, model: nn.Module, budget_env_steps: Optional[int]):
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+        super().__init__(config, model, budget_env_steps, optimizer)
 
-    def progress_remaining(self, env_steps: int) -> float:
-        """1 at the start of training, falling linearly to 0 at the annealing horizon."""
-        if self.config.lr_schedule == "constant" or not self.anneal_env_steps:
-            return 1.0
-        return max(0.0, 1.0 - env_steps / self.anneal_env_steps)
-
-    def learn(self, batch: dict[str, torch.Tensor], env_steps: int) -> dict[str, float]:
+    def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         cfg = self.config
-        remaining = self.progress_remaining(env_steps)
-        lr = cfg.lr * remaining
-        clip_coef = cfg.clip_coef * remaining if cfg.clip_decay else cfg.clip_coef
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = self.scheduled_lr(progress.env_steps)
+        clip_coef = cfg.clip_coef * self.remaining(progress.env_steps) if cfg.clip_decay else cfg.clip_coef
 
-        rewards = batch["rewards"]
-        if cfg.reward_clip is not None:
-            rewards = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
+        rewards = clip_rewards(batch["rewards"], cfg.reward_clip)
         with torch.no_grad():
             advantages, returns = gae(
-                rewards,
-                batch["values"],
-                batch["bootstrap_value"],
-                batch["terminated"],
-                batch["truncated"],
-                cfg.gamma,
-                cfg.gae_lambda,
-                timeout_values=batch["timeout_value"],
+                rewards, batch["values"], batch["bootstrap_value"], batch["terminated"], batch["truncated"],
+                cfg.gamma, cfg.gae_lambda, timeout_values=batch["timeout_value"],
             )
 
         # Flatten time and env axes: PPO's minibatches are i.i.d. samples of transitions.
@@ -221,23 +200,13 @@ class PPO:
             for start in range(0, n - minibatch_size + 1, minibatch_size):
                 index = permutation[start : start + minibatch_size]
                 loss, stats = ppo_loss(
-                    self.model,
-                    flat["obs"][index],
-                    flat["actions"][index],
-                    flat["old_logp"][index],
-                    flat["old_values"][index],
-                    flat["advantages"][index],
-                    flat["returns"][index],
-                    clip_coef,
-                    cfg,
+                    self.model, flat["obs"][index], flat["actions"][index], flat["old_logp"][index],
+                    flat["old_values"][index], flat["advantages"][index], flat["returns"][index], clip_coef, cfg,
                 )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
+                grad_norm = self.gradient_step(loss)
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + float(value)
-                totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
+                totals["grad_norm"] = totals.get("grad_norm", 0.0) + grad_norm
                 num_steps += 1
             if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
                 stop_early = True
@@ -251,10 +220,14 @@ class PPO:
             early_stopped=float(stop_early),
             explained_variance=explained_variance(flat["old_values"], flat["returns"]),
         )
-        return result
+        return Update(result)
 
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+SPEC = AlgorithmSpec(
+    name="ppo",
+    config_class=PPOConfig,
+    algorithm_class=PPO,
+    flow=lambda config: SynchronousSettings(overlap_sampling=config.async_sampling),
+    paper="Schulman et al. 2017, Proximal Policy Optimization Algorithms",
+    presets=PRESETS,
+)

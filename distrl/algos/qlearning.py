@@ -12,21 +12,23 @@ value after a time-limit truncation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from distrl.algos.interface import AlgorithmSpec, Behaviour, Progress, SynchronousSettings, Update
+from distrl.options import option
+
 
 @dataclass
 class QLearningConfig:
-    alpha: float = 0.1
-    gamma: float = 0.99
-    # Epsilon falls linearly from epsilon_start to epsilon_end over epsilon_anneal_env_steps.
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.01
-    epsilon_anneal_env_steps: int = 100_000
+    alpha: float = option(0.1, "step size of the tabular update")
+    gamma: float = option(0.99, "discount factor")
+    epsilon_start: float = option(1.0, "exploration rate at the start")
+    epsilon_end: float = option(0.01, "exploration rate after epsilon_anneal_env_steps")
+    epsilon_anneal_env_steps: int = option(100_000, "env steps over which epsilon falls linearly to epsilon_end")
 
     section = "qlearning"
 
@@ -48,17 +50,17 @@ def epsilon(config: QLearningConfig, env_steps: int) -> float:
     return config.epsilon_start + (config.epsilon_end - config.epsilon_start) * progress
 
 
-def behaviour(config, worker_index: int, num_workers: int, envs_per_worker: int, env_steps: int) -> dict:
-    return {"epsilon": epsilon(config, env_steps)}
+def behaviour(config: QLearningConfig, at: Behaviour) -> dict[str, Any]:
+    return {"epsilon": epsilon(config, at.env_steps)}
 
 
 class QLearning:
-    def __init__(self, config: QLearningConfig, model: nn.Module, anneal_env_steps: Optional[int]):
+    def __init__(self, config: QLearningConfig, model: nn.Module, budget_env_steps: Optional[int]):
         self.config = config
         self.model = model  # a QTable
 
     @torch.no_grad()
-    def learn(self, batch: dict[str, torch.Tensor], env_steps: int) -> dict[str, float]:
+    def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         cfg = self.config
         table = self.model.table.data.cpu().numpy()  # a view: updates write through (CPU)
         states = batch["obs"].argmax(-1).cpu().numpy()  # [T, B] from one-hot rows
@@ -85,8 +87,8 @@ class QLearning:
                 errors.append(abs(error))
         if self.model.table.device.type != "cpu":
             self.model.table.data.copy_(torch.from_numpy(table))
-        return {"td_error_abs": float(np.mean(errors)), "epsilon": epsilon(cfg, env_steps),
-                "q_max_mean": float(table.max(1).mean())}
+        return Update({"td_error_abs": float(np.mean(errors)), "epsilon": epsilon(cfg, progress.env_steps),
+                       "q_max_mean": float(table.max(1).mean())})
 
     # No optimizer state: the table is the model's one parameter and is checkpointed with it.
     def state_dict(self) -> dict:
@@ -94,3 +96,15 @@ class QLearning:
 
     def load_state_dict(self, state: dict) -> None:
         return None
+
+
+SPEC = AlgorithmSpec(
+    name="qlearning",
+    config_class=QLearningConfig,
+    algorithm_class=QLearning,
+    flow=lambda config: SynchronousSettings(),
+    paper="Watkins 1989; Sutton & Barto 2018, section 6.5",
+    presets=PRESETS,
+    model_head="q_table",
+    behaviour=behaviour,
+)

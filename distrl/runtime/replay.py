@@ -1,15 +1,18 @@
-"""ReplayBuffer shards for the DQN family: uniform or prioritized, one or more actors.
+"""ReplayBuffer shards: uniform or prioritized, one or more actors (the replay flow,
+``runtime/flows/replay.py``).
 
 Storage is per *stream*: each env copy of each worker writes its steps, in order, into its
 own ring of ``capacity / streams`` slots. A step stores one frame (the newest of the
-observation's frame stack), the action, the raw reward, the episode flags and the worker's
-initial priority. An image observation is rebuilt from the frames before it in the same
-stream when it is sampled, so each 84x84 frame is stored once, not four times, and a
-stack never reaches across an episode start. The n-step target is also assembled when
-sampling, from the stored rewards (``algos.returns.nstep_targets``).
+observation's frame stack) and the fragment fields marked ``replay`` in
+``runtime/fragment.py`` (action, raw reward, episode flags, initial priority, policy
+version). An image observation is rebuilt from the frames before it in the same stream when
+it is sampled, so each 84x84 frame is stored once, not four times, and a stack never reaches
+across an episode start.
 
-A transition ``i`` of a stream can be sampled once its n following steps are stored and
-while its frame history is still in the ring.
+A sample is a transition and the window of the ``n_step`` steps that follow it (rewards and
+episode flags, ``[B, n]``), with the observation the window ends on: the learner's algorithm
+turns the window into its target. A transition ``i`` of a stream can be sampled once its n
+following steps are stored and while its frame history is still in the ring.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ from typing import Any, Optional
 
 import numpy as np
 import ray
-import torch
 
-from distrl.algos.returns import nstep_targets
+from distrl.runtime.fragment import replay_columns
 
 
 def global_weights(parts: list[dict[str, Any]], beta: float) -> np.ndarray:
@@ -35,10 +37,10 @@ def global_weights(parts: list[dict[str, Any]], beta: float) -> np.ndarray:
     return (weights / weights.max()).astype(np.float32)
 
 
-def newest_frames(obs: np.ndarray, frame_stack: int) -> np.ndarray:
-    """The newest frame of each stacked observation ``[T, B, C * stack, ...]``: replay
-    stores every frame once and stacks them again when sampling."""
-    return obs[:, :, -(obs.shape[2] // frame_stack):] if frame_stack > 1 else obs
+def window_length(ended: np.ndarray) -> np.ndarray:
+    """Steps in each window ``[B, n]`` up to and including the first episode end (n if none)."""
+    n = ended.shape[1]
+    return np.where(ended.any(1), ended.argmax(1) + 1, n)
 
 
 class SumTree:
@@ -98,16 +100,12 @@ class ReplayBuffer:
         expected_streams: int,
         frame_stack: int,
         n_step: int,
-        gamma: float,
-        reward_clip: Optional[float],
         prioritized: bool,
         alpha: float,
         seed: int,
     ):
         self.frame_stack = frame_stack
         self.n_step = n_step
-        self.gamma = gamma
-        self.reward_clip = reward_clip
         self.prioritized = prioritized
         self.alpha = alpha
         self.expected_streams = max(expected_streams, 1)
@@ -150,25 +148,11 @@ class ReplayBuffer:
         return row
 
     def add(self, streams: list[int], fragment: dict[str, Any]) -> int:
-        """Append a fragment's columns, one stream each. Returns the number of transitions
-        that can be sampled."""
-        if "frames" in fragment:  # a worker sends the newest frame of each stack only
-            frames = fragment["frames"]
-        else:
-            frames = newest_frames(fragment["obs"], self.frame_stack)
-        T = frames.shape[0]
-        priorities = fragment.get("priorities")
-        columns = {
-            "frames": frames,
-            "actions": fragment["actions"],
-            "rewards": fragment["rewards"],
-            "terminated": fragment["terminated"],
-            "truncated": fragment["truncated"],
-            "episode_start": fragment["episode_start"],
-            "timeout_value": fragment["timeout_value"],
-            "priority": priorities if priorities is not None else np.ones(fragment["rewards"].shape, np.float32),
-            "policy_version": np.full(fragment["rewards"].shape, int(fragment["policy_version"]), np.int64),
-        }
+        """Append a fragment's columns, one stream each: a fragment, or what a worker sends
+        of it (``fragment.replay_columns``). Returns the number of transitions that can be
+        sampled."""
+        columns = fragment if "frames" in fragment else replay_columns(fragment, self.frame_stack)
+        T = columns["frames"].shape[0]
         for column, stream in enumerate(streams):
             step = {key: value[:, column] for key, value in columns.items()}
             row = self.rows.get(stream)
@@ -187,7 +171,7 @@ class ReplayBuffer:
             # Newly sampleable: their n following steps have arrived.
             new = np.arange(max(high0 + 1, low1), high1 + 1)
             if new.size:
-                p = self.arrays["priority"][row, new % self.slots].astype(np.float64)
+                p = self.arrays["priorities"][row, new % self.slots].astype(np.float64)
                 self.tree.update(self._leaves(row, new), p ** self.alpha if self.prioritized else np.ones(new.size))
         return self.size()
 
@@ -228,17 +212,9 @@ class ReplayBuffer:
         absolute = newest - (newest - slots) % self.slots
         window = absolute[:, None] + np.arange(self.n_step)
         taken = lambda key: self.arrays[key][rows[:, None], window % self.slots]  # noqa: E731
-        rewards = taken("rewards")
-        if self.reward_clip is not None:
-            rewards = np.clip(rewards, -self.reward_clip, self.reward_clip)
-        returns, discount, steps = nstep_targets(
-            torch.from_numpy(rewards.astype(np.float64)), torch.from_numpy(taken("terminated")),
-            torch.from_numpy(taken("truncated")), self.gamma,
-        )
-        steps = steps.numpy()
-        end = absolute + steps - 1
-        end_slots = end % self.slots
-        cut = self.arrays["truncated"][rows, end_slots] & ~self.arrays["terminated"][rows, end_slots]
+        terminated, truncated = taken("terminated"), taken("truncated")
+        steps = window_length(terminated | truncated)
+        end_slots = (absolute + steps - 1) % self.slots
         # The learner weighs samples over all shards from "priority", "total" and "size";
         # "weights" are this shard's alone.
         priority = self.tree.get(leaves)
@@ -249,10 +225,11 @@ class ReplayBuffer:
             "size": np.int64(size),
             "obs": self._stack(rows, absolute),
             "actions": self.arrays["actions"][rows, slots],
-            "returns": returns.numpy().astype(np.float32),
-            "discount": discount.numpy().astype(np.float32),
+            "rewards": taken("rewards"),
+            "terminated": terminated,
+            "truncated": truncated,
             "next_obs": self._stack(rows, absolute + steps),
-            "cut": cut,
+            "cut": self.arrays["truncated"][rows, end_slots] & ~self.arrays["terminated"][rows, end_slots],
             "cut_value": self.arrays["timeout_value"][rows, end_slots],
             "weights": global_weights([{"priority": priority, "total": self.tree.total, "size": size}], beta),
             "policy_version": self.arrays["policy_version"][rows, slots],

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from distrl.algos.interface import Progress
 from distrl.algos.ppo import PPO, PPOConfig, ppo_loss
 
 
@@ -117,8 +118,8 @@ def test_learn_moves_probability_towards_advantaged_action():
         "timeout_value": torch.zeros(T, B),
         "bootstrap_value": torch.zeros(B),
     }
-    ppo = PPO(PPOConfig(lr=0.01, epochs=4, num_minibatches=2, ent_coef=0.0), model, anneal_env_steps=1000)
-    stats = ppo.learn(batch, env_steps=500)
+    ppo = PPO(PPOConfig(lr=0.01, epochs=4, num_minibatches=2, ent_coef=0.0), model, budget_env_steps=1000)
+    stats = ppo.learn(batch, Progress(env_steps=500)).stats
     probs = torch.softmax(model.logits, -1)
     assert probs[1] > 0.5 > probs[0]
     assert stats["learning_rate"] == pytest.approx(0.005)  # half-way through the annealing

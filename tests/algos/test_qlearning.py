@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import run_distrl
+from distrl.algos.interface import Progress
 from distrl.algos.qlearning import QLearning, QLearningConfig
 from distrl.models import QTable
 
@@ -26,7 +27,7 @@ def test_textbook_update_in_time_order():
         "truncated": torch.tensor([[False], [False], [True]]),
         "timeout_value": torch.tensor([[0.0], [0.0], [4.0]]),
     }
-    learner.learn(batch, env_steps=0)
+    learner.learn(batch, Progress(env_steps=0))
     q = table.table.detach()
     # Q(0,1) = 0 + 0.5 (1 + 0.9 * max Q(1) - 0) = 0.5; Q(1,0) = 0.5 * 2 = 1 (terminal);
     # then Q(0,1) = 0.5 + 0.5 (0 + 0.9 * 4 - 0.5) = 2.05.

@@ -8,7 +8,10 @@ import pytest
 import ray
 
 from distrl.config import resolve
-from distrl.runtime.learner import Learner, collate
+from distrl.algos.interface import Progress
+from distrl.runtime.flows.synchronous import LearnFromFragments
+from distrl.runtime.fragment import collate
+from distrl.runtime.learner import Learner
 from distrl.runtime.parameter_server import ParameterServer
 from distrl.runtime.rollout_worker import RolloutWorker
 
@@ -26,7 +29,7 @@ def test_workers_are_distinct_processes_and_receive_new_weight_versions(ray_loca
     pids = {info["pid"] for info in infos}
     assert len(pids) == 2 and os.getpid() not in pids
 
-    learner = Learner.remote(config, ps)
+    learner = Learner.remote(config, ps, LearnFromFragments())
     ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
     version0 = ray.get(learner.get_state.remote())
     assert version0["version"] == 0
@@ -41,8 +44,8 @@ def test_workers_are_distinct_processes_and_receive_new_weight_versions(ray_loca
         for name, tensor in version0["model"].items():
             np.testing.assert_array_equal(weights[name], tensor.numpy())
 
-    stats = ray.get(learner.update.remote([fragment for fragment, _ in refs], 0))
-    assert stats["learner_version"] == 1 and stats["policy_lag"] == 0.0
+    report = ray.get(learner.update.remote([fragment for fragment, _ in refs], Progress(0)))
+    assert report.version == 1 and report.policy_lag == 0.0 and report.updates == 1
     version1 = ray.get(learner.get_state.remote())
     changed = [n for n in version1["model"] if not np.array_equal(version1["model"][n], version0["model"][n])]
     assert changed, "the update changed no weight"
@@ -65,7 +68,7 @@ def test_fragments_are_time_major_and_count_steps(ray_local):
     T, K = 20, 3
     config = resolve({"runtime": {"envs_per_worker": K, "fragment_length": T}})
     ps, (worker,), infos = start(config, 1)
-    learner = Learner.remote(config, ps)
+    learner = Learner.remote(config, ps, LearnFromFragments())
     ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
     fragment_ref, summary_ref = worker.sample.remote()
     fragment, summary = ray.get(fragment_ref), ray.get(summary_ref)
@@ -91,7 +94,7 @@ def test_image_fragments_stay_uint8(ray_local):
     pytest.importorskip("ale_py")
     config = resolve({"env": {"id": "ALE/Pong-v5"}, "runtime": {"envs_per_worker": 2, "fragment_length": 8}})
     ps, (worker,), infos = start(config, 1)
-    learner = Learner.remote(config, ps)
+    learner = Learner.remote(config, ps, LearnFromFragments())
     ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
     fragment_ref, summary_ref = worker.sample.remote()
     fragment = ray.get(fragment_ref)
@@ -105,7 +108,7 @@ def test_time_limit_steps_carry_the_value_of_their_final_observation(ray_local):
     T, K = 24, 2
     config = resolve({"env": {"options": {"max_episode_steps": 5}}, "runtime": {"envs_per_worker": K, "fragment_length": T}})
     ps, (worker,), infos = start(config, 1)
-    learner = Learner.remote(config, ps)
+    learner = Learner.remote(config, ps, LearnFromFragments())
     ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
     fragment = ray.get(worker.sample.remote()[0])
     cut = fragment["truncated"] & ~fragment["terminated"]

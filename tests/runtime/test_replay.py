@@ -4,11 +4,13 @@ and prioritized sampling that follows the priorities."""
 import numpy as np
 import pytest
 import ray
+import torch
 
+from distrl.algos.returns import nstep_targets
 from distrl.config import resolve
 from distrl.runtime.parameter_server import ParameterServer
 from distrl.runtime.replay import ReplayBuffer, SumTree
-from distrl.runtime.rollout_worker import RolloutWorker
+from distrl.runtime.rollout_worker import Request, RolloutWorker
 
 
 def test_sum_tree_samples_in_proportion():
@@ -33,10 +35,10 @@ def test_pixel_replay_stores_each_frame_once_and_rebuilds_stacks(ray_local):
     })
     worker = RolloutWorker.remote(0, config, ParameterServer.remote(), seed=3)
     ray.get(worker.setup.remote())
-    replay = ReplayBuffer.remote(10_000, K, 4, n, gamma, None, False, 0.6, 0)
+    replay = ReplayBuffer.remote(10_000, K, 4, n, False, 0.6, 0)
     fragments = []
     for _ in range(3):
-        fragment = ray.get(worker.sample.remote({"env_steps": 0, "num_workers": 1})[0])
+        fragment = ray.get(worker.sample.remote(Request())[0])
         fragments.append(fragment)
         ray.get(replay.add.remote([0, 1], fragment))
     shapes = ray.get(replay.describe.remote())["shapes"]
@@ -56,9 +58,12 @@ def test_pixel_replay_stores_each_frame_once_and_rebuilds_stacks(ray_local):
             m += 1
             if done[i + m - 1, k]:
                 break
-        assert sampled["returns"][j] == pytest.approx(expected, abs=1e-6)
+        # The window of the n steps that follow, and the target DQN builds from it.
+        np.testing.assert_array_equal(sampled["rewards"][j], rewards[i : i + n, k])
+        returns, discount, _ = nstep_targets(*(torch.tensor(sampled[key][j : j + 1]) for key in ("rewards", "terminated", "truncated")), gamma)
+        assert returns.item() == pytest.approx(expected, abs=1e-6)
         np.testing.assert_array_equal(sampled["next_obs"][j], obs[i + m, k])
-        assert sampled["discount"][j] == pytest.approx(0.0 if done[i + m - 1, k] else gamma ** m)
+        assert discount.item() == pytest.approx(0.0 if done[i + m - 1, k] else gamma ** m)
     assert len(set(sampled["absolute"])) > 20
     # The newest n steps of each stream cannot be sampled yet: their n-step window is open.
     assert max(sampled["absolute"]) <= 3 * T - 1 - n
@@ -83,7 +88,7 @@ def test_prioritized_sampling_follows_priorities_and_weights(ray_local):
     level), and importance weights are (N P(i))^-beta / max_j w_j."""
     T, n, alpha, beta = 21, 1, 0.6, 0.5
     priorities = np.linspace(0.1, 3.0, T)
-    replay = ReplayBuffer.remote(1000, 1, 1, n, 0.99, None, True, alpha, 1)
+    replay = ReplayBuffer.remote(1000, 1, 1, n, True, alpha, 1)
     assert ray.get(replay.add.remote([0], vector_fragment(T, priorities))) == T - n  # the last one waits
     p = priorities[: T - n] ** alpha
     expected = p / p.sum()
@@ -109,7 +114,7 @@ def test_prioritized_sampling_follows_priorities_and_weights(ray_local):
 
 
 def test_old_transitions_leave_the_ring(ray_local):
-    replay = ReplayBuffer.remote(10, 1, 1, 1, 0.99, None, False, 0.6, 2)
+    replay = ReplayBuffer.remote(10, 1, 1, 1, False, 0.6, 2)
     for start in range(0, 30, 5):
         fragment = vector_fragment(5, np.ones(5))
         fragment["obs"] = fragment["obs"] + start

@@ -1,0 +1,102 @@
+"""Pieces every algorithm file would otherwise write again: optimizers, learning-rate
+schedules, reward clipping, advantage normalisation, entropy, PPO's clipped surrogate, and a
+base class that owns one optimizer and its checkpoint state."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import torch
+import torch.nn as nn
+
+
+def make_optimizer(
+    name: str, parameters: Iterable[nn.Parameter], lr: float, eps: float, rmsprop_alpha: float = 0.99
+) -> torch.optim.Optimizer:
+    """RMSProp (A3C's and IMPALA's papers; no momentum, centered=False) or Adam."""
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=lr, alpha=rmsprop_alpha, eps=eps)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, eps=eps)
+    raise ValueError(f"unknown optimizer {name!r}: expected 'rmsprop' or 'adam'")
+
+
+def remaining_fraction(schedule: str, env_steps: int, horizon: Optional[int]) -> float:
+    """1 at the start, falling linearly to 0 at ``horizon`` env steps ("linear"); 1 always
+    for "constant" or a run without a horizon."""
+    if schedule == "constant" or not horizon:
+        return 1.0
+    return max(0.0, 1.0 - env_steps / horizon)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def clip_rewards(rewards: torch.Tensor, clip: Optional[float]) -> torch.Tensor:
+    """Rewards clipped to [-clip, clip] (Mnih et al. 2015), or as they are with None. Workers
+    and metrics always see the raw reward; only the loss sees the clipped one."""
+    return rewards if clip is None else rewards.clamp(-clip, clip)
+
+
+def normalize(advantages: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit standard deviation (a single value is left as it is)."""
+    if advantages.numel() <= 1:
+        return advantages
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
+def entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of categorical distributions given as log-probabilities ``[..., A]``."""
+    return -(log_probs.exp() * log_probs).sum(-1).mean()
+
+
+def chosen(log_probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log pi(a|s) of the taken actions: ``log_probs [..., A]``, ``actions [...]``."""
+    return log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
+def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """PPO's clipped objective (Schulman et al. 2017, eq. 7), as a loss to minimise:
+    -E[min(r A, clip(r, 1 - eps, 1 + eps) A)]."""
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+
+
+class OptimizedAlgorithm:
+    """Base of the algorithms that train one model with one optimizer: the learning-rate
+    schedule over the run's budget, the clipped gradient step, and the checkpoint state.
+
+    ``budget_env_steps`` is the run's stop.env_steps; schedules anneal over it, or over the
+    config's ``anneal_env_steps`` for a run without one (a reward or time stop only).
+    """
+
+    def __init__(self, config: Any, model: nn.Module, budget_env_steps: Optional[int], optimizer: torch.optim.Optimizer):
+        self.config = config
+        self.model = model
+        self.optimizer = optimizer
+        self.horizon = budget_env_steps or getattr(config, "anneal_env_steps", None)
+
+    def remaining(self, env_steps: int) -> float:
+        return remaining_fraction(getattr(self.config, "lr_schedule", "constant"), env_steps, self.horizon)
+
+    def scheduled_lr(self, env_steps: int) -> float:
+        """Sets and returns the learning rate for this point of the run."""
+        lr = self.config.lr * self.remaining(env_steps)
+        set_learning_rate(self.optimizer, lr)
+        return lr
+
+    def gradient_step(self, loss: torch.Tensor) -> float:
+        """One optimizer step on ``loss``, gradients clipped to ``config.max_grad_norm``;
+        returns the norm before clipping."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        return float(grad_norm)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,143 @@
+"""Run bookkeeping on the driver: the counters, the episode window, the stop rules, and when
+to report and checkpoint. It holds no Ray handle: the flows feed it summaries and update
+reports, the trainer gives it the function that writes a checkpoint."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from distrl.metrics import MetricsWriter
+from distrl.runtime.learner import UpdateReport
+
+RETURN_WINDOW = 100  # episode_return_mean is over the last 100 episodes
+
+
+@dataclass
+class Counters:
+    """Totals over the whole run, carried across --resume."""
+
+    env_steps: int = 0
+    env_frames: int = 0
+    episodes: int = 0
+    learner_updates: int = 0
+    time_s: float = 0.0
+    worker_restarts: int = 0
+
+
+class Bookkeeping:
+    def __init__(self, config: Any, metrics: MetricsWriter, resume_state: Optional[dict[str, Any]] = None):
+        state = resume_state or {}
+        self.stop = config.stop
+        self.output = config.output
+        self.metrics = metrics
+        self.counters = Counters(**state.get("counters", {}))
+        self.recent_returns: deque[float] = deque(state.get("recent_returns", []), maxlen=RETURN_WINDOW)
+        self.recent_lengths: deque[float] = deque(state.get("recent_lengths", []), maxlen=RETURN_WINDOW)
+        self._learner_stats: dict[str, list[float]] = {}
+        self._lags: list[float] = []
+        self.checkpoint: Callable[[], Path] = lambda: Path()  # set by the trainer once the learner exists
+
+    def start_clock(self) -> None:
+        self._time_base = self.counters.time_s
+        self._started = self._last_report = self._last_checkpoint = time.monotonic()
+        self._last_report_steps = self.counters.env_steps
+
+    # ------------------------------------------------------------------ counting
+
+    def count_fragment(self, summary: dict[str, Any]) -> None:
+        """A worker's summary of one fragment: its steps, frames and finished episodes."""
+        self.counters.env_steps += summary["env_steps"]
+        self.counters.env_frames += summary["env_frames"]
+        self.counters.episodes += len(summary["episode_returns"])
+        self.recent_returns.extend(summary["episode_returns"])
+        self.recent_lengths.extend(summary["episode_lengths"])
+
+    def record_update(self, report: UpdateReport) -> None:
+        if report.lost_fragments:
+            self.metrics.message(f"{report.lost_fragments} fragment(s) were lost with their node; the update used the others")
+        if not report.updates:
+            return  # nothing learned (every fragment lost, or nothing to sample yet): nothing to record
+        self.counters.learner_updates += report.updates
+        self._lags.append(report.policy_lag)
+        for key, value in report.stats.items():
+            if isinstance(value, (int, float)):
+                self._learner_stats.setdefault(key, []).append(float(value))
+
+    # ------------------------------------------------------------------ rules
+
+    def elapsed(self) -> float:
+        return self._time_base + (time.monotonic() - self._started)
+
+    def episode_return_mean(self) -> float:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
+
+    def stop_reason(self) -> Optional[str]:
+        stop = self.stop
+        if stop.env_steps is not None and self.counters.env_steps >= stop.env_steps:
+            return f"env_steps {self.counters.env_steps} >= {stop.env_steps}"
+        if stop.reward is not None and len(self.recent_returns) >= RETURN_WINDOW and self.episode_return_mean() >= stop.reward:
+            return f"episode_return_mean {self.episode_return_mean():.2f} >= {stop.reward}"
+        if stop.seconds is not None and self.elapsed() >= stop.seconds:
+            return f"time {self.elapsed():.0f}s >= {stop.seconds}s"
+        return None
+
+    def _report_due(self, now: float) -> bool:
+        return now - self._last_report >= self.output.report_every_s
+
+    def _checkpoint_due(self, now: float) -> bool:
+        return now - self._last_checkpoint >= self.output.checkpoint_every_s
+
+    def due(self) -> bool:
+        """Will the next ``tick`` report, checkpoint or stop? (A flow that overlaps updates
+        finishes the one in flight first, so that these count finished updates only.)"""
+        now = time.monotonic()
+        return self._report_due(now) or self._checkpoint_due(now) or self.stop_reason() is not None
+
+    def tick(self, num_workers: int, num_nodes: int) -> Optional[str]:
+        """After an update: report and checkpoint when due; returns the stop rule that holds."""
+        now = time.monotonic()
+        self.counters.time_s = self.elapsed()
+        reason = self.stop_reason()
+        if reason or self._report_due(now):
+            self.report(now, num_workers, num_nodes)
+        if reason or self._checkpoint_due(now):
+            self.checkpoint()
+            self._last_checkpoint = time.monotonic()
+        return reason
+
+    def report(self, now: float, num_workers: int, num_nodes: int) -> None:
+        elapsed = max(now - self._last_report, 1e-9)
+        record = {
+            "time_s": round(self.counters.time_s, 3),
+            "env_steps": self.counters.env_steps,
+            "env_frames": self.counters.env_frames,
+            "episodes": self.counters.episodes,
+            "episode_return_mean": self.episode_return_mean(),
+            "episode_length_mean": float(np.mean(self.recent_lengths)) if self.recent_lengths else math.nan,
+            "env_steps_per_s": (self.counters.env_steps - self._last_report_steps) / elapsed,
+            "learner_updates": self.counters.learner_updates,
+            "policy_lag_mean": float(np.mean(self._lags)) if self._lags else 0.0,
+            "num_workers": num_workers,
+            "num_nodes": num_nodes,
+            "worker_restarts": self.counters.worker_restarts,
+            "learner": {key: float(np.mean(values)) for key, values in self._learner_stats.items()},
+        }
+        self.metrics.write(record)
+        self._last_report = now
+        self._last_report_steps = self.counters.env_steps
+        self._learner_stats = {}
+        self._lags = []
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the bookkeeping."""
+        from dataclasses import asdict
+
+        return {"counters": asdict(self.counters), "recent_returns": list(self.recent_returns),
+                "recent_lengths": list(self.recent_lengths)}

@@ -1,0 +1,86 @@
+"""What every data flow shares: the driver-side handles it works with, and the steps that
+close every update (record it, rescale, report, checkpoint, check the stop rules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import ray
+
+from distrl.algos.interface import AlgorithmSpec, FlowSettings
+from distrl.runtime.bookkeeping import Bookkeeping
+from distrl.runtime.failures import get_from_learner
+from distrl.runtime.learner import LearnerSide, UpdateReport
+from distrl.runtime.rollout_worker import WorkerTask
+from distrl.runtime.worker_pool import WorkerPool
+
+
+def fetch_surviving(refs: list[ray.ObjectRef]) -> tuple[list[Any], int]:
+    """The objects behind ``refs`` that still exist, and how many were lost (their node left
+    the cluster and their actor cannot make them again). One fetch for all when none is lost."""
+    from ray.exceptions import ObjectLostError
+
+    try:
+        return ray.get(refs), 0
+    except ObjectLostError:
+        pass
+    found = []
+    for ref in refs:
+        try:
+            found.append(ray.get(ref))
+        except ObjectLostError:
+            pass
+    return found, len(refs) - len(found)
+
+
+class Flow:
+    """A data flow: its actors beyond the common ones, its worker side, its learner side and
+    its driver loop. The trainer builds it from the algorithm's flow settings, creates the
+    learner and the workers with the sides it hands out, and calls ``run``."""
+
+    def __init__(self, config: Any, spec: AlgorithmSpec, settings: FlowSettings):
+        self.config = config
+        self.spec = spec
+        self.settings = settings
+
+    # ---------------------------------------------------------------- set-up, before the loop
+
+    def create_actors(self, num_workers: int) -> None:
+        """Actors of this flow alone (replay shards), created before the learner and workers."""
+
+    def learner_side(self) -> LearnerSide:
+        raise NotImplementedError
+
+    def worker_task(self, learner: Any) -> Optional[WorkerTask]:
+        """The workers' task (None: workers only ``sample`` and return their fragments)."""
+        return None
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self, pool: WorkerPool, learner: Any, book: Bookkeeping, out_dir: Path) -> str:
+        """Train until a stop rule holds; returns the rule."""
+        self.pool, self.learner, self.book, self.out_dir = pool, learner, book, out_dir
+        return self.loop()
+
+    def loop(self) -> str:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- steps the loops share
+
+    def receive(self, summary_ref: Any) -> tuple[int, Optional[dict[str, Any]], Any]:
+        """A finished worker request, counted: ``(worker id, summary, fragment ref)``; the
+        summary is None when the worker failed (the pool replaced it)."""
+        worker_id, summary, fragment_ref = self.pool.receive(summary_ref)
+        if summary is not None:
+            self.book.count_fragment(summary)
+        return worker_id, summary, fragment_ref
+
+    def finish_update(self, update_ref: Any) -> None:
+        report: UpdateReport = get_from_learner(update_ref, self.out_dir)
+        self.book.record_update(report)
+
+    def after_update(self) -> Optional[str]:
+        """Grow with the cluster, report and checkpoint when due; the stop rule that holds."""
+        self.pool.rescale()
+        return self.book.tick(self.pool.size, self.pool.num_nodes)

@@ -1,0 +1,70 @@
+"""The asynchronous-gradients flow (A3C without threads): each worker samples, computes the
+gradient of the loss on its own fragment with its own model copy, and pushes it to the
+learner, which applies it at once with the one shared optimizer and publishes the weights.
+
+    worker: pull weights -> sample -> gradient -> learner.update((gradient, version)) -> repeat
+    driver: keep one request out per worker; count what comes back
+
+Workers never wait for each other, so their updates interleave in arrival order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from distrl.algos.interface import Progress
+from distrl.runtime.flows.base import Flow
+from distrl.runtime.fragment import collate
+from distrl.runtime.learner import Learner, LearnerSide, UpdateReport
+from distrl.runtime.rollout_worker import Request, RolloutWorker, WorkerTask
+from distrl.runtime.worker_pool import WORK
+
+
+@dataclass
+class PushGradients:
+    """The worker side: the fragment becomes a gradient, and the learner's report of
+    applying it rides back to the driver in the summary."""
+
+    learner: Any
+
+    def run(self, worker: RolloutWorker, request: Request) -> dict[str, Any]:
+        fragment, summary = worker.rollout(request)
+        worker.model.train()
+        gradients, stats = worker.spec.algorithm_class.gradients(worker.model, collate([fragment], "cpu"), worker.config.algo_config)
+        worker.model.eval()
+        report = ray.get(self.learner.update.remote((gradients, worker.version), Progress(env_steps=request.env_steps)))
+        report.stats = {**stats, **report.stats}
+        summary["update"] = report
+        return summary
+
+
+class ApplyGradients:
+    """The learner side: one worker's gradients, applied at once. The lag is how many other
+    updates landed since that worker pulled its weights."""
+
+    def update(self, learner: Learner, inputs: tuple[list, int], progress: Progress) -> UpdateReport:
+        gradients, based_on_version = inputs
+        update = learner.algorithm.apply_gradients(gradients, progress)
+        return UpdateReport(stats=update.stats, policy_lag=float(learner.version - based_on_version))
+
+
+class GradientFlow(Flow):
+    def learner_side(self) -> LearnerSide:
+        return ApplyGradients()
+
+    def worker_task(self, learner: Any) -> WorkerTask:
+        return PushGradients(learner)
+
+    def loop(self) -> str:
+        while True:
+            self.pool.top_up(1, WORK)
+            ready, _ = ray.wait(self.pool.pending(), num_returns=1)
+            _, summary, _ = self.receive(ready[0])
+            if summary is None:
+                continue
+            self.book.record_update(summary["update"])
+            reason = self.after_update()
+            if reason:
+                return reason

@@ -1,0 +1,49 @@
+"""The streaming flow: workers sample without pause and the learner takes fragments in
+arrival order, correcting for their lag (V-trace).
+
+    every worker keeps ``max_inflight_fragments`` requests queued
+    driver: on a fragment -> queue it; on ``fragments_per_update`` queued and the learner
+            idle -> learner.update(refs)
+
+At most one batch waits for the learner: past that, workers idle instead of filling memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from distrl.algos.interface import Progress
+from distrl.runtime.flows.base import Flow
+from distrl.runtime.flows.synchronous import LearnFromFragments
+from distrl.runtime.learner import LearnerSide
+from distrl.runtime.worker_pool import SAMPLE
+
+
+class StreamingFlow(Flow):
+    def learner_side(self) -> LearnerSide:
+        return LearnFromFragments()
+
+    def loop(self) -> str:
+        depth = self.config.runtime.max_inflight_fragments
+        waiting: list[Any] = []
+        update_ref = None
+        while True:
+            per_update = self.settings.fragments_per_update or self.pool.size
+            if len(waiting) < per_update:
+                self.pool.top_up(depth, SAMPLE)
+            ready, _ = ray.wait(self.pool.pending() + ([update_ref] if update_ref else []), num_returns=1)
+            if update_ref is not None and ready[0] == update_ref:
+                self.finish_update(update_ref)
+                update_ref = None
+                reason = self.after_update()
+                if reason:
+                    return reason
+            else:
+                _, summary, fragment_ref = self.receive(ready[0])
+                if summary is not None:
+                    waiting.append(fragment_ref)
+            if update_ref is None and len(waiting) >= per_update:
+                batch, waiting = waiting[:per_update], waiting[per_update:]
+                update_ref = self.learner.update.remote(batch, Progress(env_steps=self.book.counters.env_steps))
+                del batch

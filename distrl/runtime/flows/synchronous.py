@@ -1,0 +1,69 @@
+"""The synchronous flow: one fragment from every worker, then one update on all of them.
+
+    driver: ask every worker for a fragment -> wait for all -> learner.update(refs) -> repeat
+
+With ``overlap_sampling`` the workers already sample the next round while the learner
+updates, so a fragment is at most one version old (its behaviour log-probabilities, recorded
+by the worker, keep importance ratios right)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import ray
+
+from distrl.algos.interface import Progress
+from distrl.runtime.flows.base import Flow, fetch_surviving
+from distrl.runtime.fragment import collate
+from distrl.runtime.learner import Learner, LearnerSide, UpdateReport
+from distrl.runtime.worker_pool import SAMPLE
+
+
+class LearnFromFragments:
+    """The learner side of the fragment flows: fetch the fragments (skipping any lost with
+    their node), concatenate them along the env axis, and call the algorithm's ``learn``."""
+
+    def update(self, learner: Learner, fragment_refs: list[Any], progress: Progress) -> UpdateReport:
+        fragments, lost = fetch_surviving(fragment_refs)
+        if not fragments:
+            return UpdateReport(updates=0, lost_fragments=lost)
+        lags = [learner.version - int(fragment["policy_version"]) for fragment in fragments]
+        update = learner.algorithm.learn(collate(fragments, learner.device), progress)
+        return UpdateReport(stats=update.stats, policy_lag=float(np.mean(lags)), lost_fragments=lost)
+
+
+class SynchronousFlow(Flow):
+    def learner_side(self) -> LearnerSide:
+        return LearnFromFragments()
+
+    def loop(self) -> str:
+        overlap = self.settings.overlap_sampling
+        update_ref = None
+        while True:
+            fragments: dict[int, Any] = {}
+            while set(self.pool.workers) - set(fragments):
+                # Ask only the workers that owe this round's fragment (a replacement too); one
+                # that delivered waits for the new weights.
+                for worker_id in set(self.pool.workers) - set(fragments):
+                    if not self.pool.inflight_of(worker_id):
+                        self.pool.submit(worker_id, SAMPLE)
+                ready, _ = ray.wait(self.pool.pending(), num_returns=1)
+                worker_id, summary, fragment_ref = self.receive(ready[0])
+                if summary is not None:
+                    fragments[worker_id] = fragment_ref
+            if update_ref is not None:
+                self.finish_update(update_ref)
+            progress = Progress(env_steps=self.book.counters.env_steps)
+            update_ref = self.learner.update.remote([fragments[i] for i in sorted(fragments)], progress)
+            # The learner's task holds the fragments now; dropping our refs frees them as soon
+            # as it is done, which keeps the object store flat.
+            del fragments
+            if not overlap or self.book.due():
+                # Reports, checkpoints and the stop decision count finished updates only.
+                self.finish_update(update_ref)
+                update_ref = None
+            reason = self.after_update()
+            if reason:
+                return reason
+
