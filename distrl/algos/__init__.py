@@ -8,10 +8,10 @@ the command line's help and ``--print-config`` follow from the spec.
 
 from __future__ import annotations
 
-from distrl.algos import a2c, a3c, appo, dqn, impala, ppo, qlearning
+from distrl.algos import a2c, a3c, appo, dqn, impala, pg, ppo, qlearning
 from distrl.algos.interface import AlgorithmSpec
 
-_MODULES = (ppo, a2c, a3c, impala, appo, dqn, qlearning)
+_MODULES = (ppo, a2c, a3c, impala, appo, dqn, qlearning, pg)
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {module.SPEC.name: module.SPEC for module in _MODULES}
 
