@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import yaml
 
+from distrl.algos import ALGORITHMS
 from distrl.errors import ConfigError, DistrlError
 
 # Flags that are shortcuts for config keys; --set reaches every other key.
@@ -31,16 +32,35 @@ TRAIN_FLAGS = {
 }
 
 
+def _config_epilog() -> str:
+    """Every algorithm and every config key with its default and help text, from the
+    registry and the config dataclasses, so a new algorithm shows here by registering."""
+    from distrl.config import key_help
+
+    lines = ["algorithms (--algo):"]
+    lines += [f"  {name:<10} {spec.paper}" for name, spec in ALGORITHMS.items()]
+    lines += ["", "config keys (--set KEY=VALUE, or in a --config YAML file; the algorithm's own section is used):"]
+    rows = key_help()
+    width = max(len(key) + len(default) for key, default, _ in rows) + 3
+    for key, default, text in rows:
+        lines.append(f"  {key} = {default}".ljust(width + 4) + f"  {text}")
+    lines += ["", "Presets per environment family fill in under your values: see --print-config."]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distrl", description="Distributed actor-learner reinforcement learning on Ray."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train an agent (default: PPO on CartPole-v1, embedded local Ray)")
+    train = sub.add_parser(
+        "train", help="train an agent (default: PPO on CartPole-v1, embedded local Ray)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_config_epilog(),
+    )
     train.add_argument("--config", metavar="FILE", help="YAML config file (see configs/)")
     train.add_argument("--env", metavar="ID", help="environment id, e.g. CartPole-v1 or ALE/Pong-v5")
-    train.add_argument("--algo", metavar="NAME", help="ppo (default), a2c, a3c, impala, appo, dqn, qlearning")
+    train.add_argument("--algo", metavar="NAME", help=f"{', '.join(ALGORITHMS)} (default ppo; see below)")
     train.add_argument("--num-workers", metavar="N", help="rollout workers, or 'auto'")
     train.add_argument("--envs-per-worker", metavar="K", help="environment copies per worker")
     train.add_argument("--seed", metavar="S")
@@ -184,7 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         if note:
             print(f"# {note}")
-        sys.stdout.write(config.to_yaml())
+        sys.stdout.write(config.to_commented_yaml())
         return 0
     if state is not None:
         _check_resume_compatible(config, state)
