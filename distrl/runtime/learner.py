@@ -18,11 +18,13 @@ from distrl.runtime.weights import get_weights
 @dataclass
 class UpdateReport:
     """What an update tells the driver: the algorithm's statistics, how many updates it
-    counts for (gradient steps, for flows that take several per call), the mean policy lag
-    of the data it used, and the fragments it could not fetch (lost with their node)."""
+    counts for (gradient steps, for flows that take several per call), the transitions it
+    learned from, the mean policy lag of the data it used, and the fragments it could not
+    fetch (lost with their node)."""
 
     stats: dict[str, float] = field(default_factory=dict)
     updates: int = 1
+    consumed_steps: int = 0
     policy_lag: float = 0.0
     lost_fragments: int = 0
     version: int = 0

@@ -240,6 +240,7 @@ class ReplayBuffer:
     def describe(self) -> dict[str, Any]:
         """What is stored, for people and tests: array shapes and the number of transitions."""
         return {"shapes": {key: value.shape for key, value in self.arrays.items()}, "size": self.size(),
+                "stored_steps": int(self.count.sum()),
                 "streams": dict(self.rows), "slots_per_stream": self.slots}
 
     def update_priorities(self, leaves: np.ndarray, absolute: np.ndarray, priorities: np.ndarray) -> None:

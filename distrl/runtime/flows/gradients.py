@@ -36,6 +36,7 @@ class PushGradients:
         worker.model.eval()
         report = ray.get(self.learner.update.remote((gradients, worker.version), Progress(env_steps=request.env_steps)))
         report.stats = {**stats, **report.stats}
+        report.consumed_steps = summary["env_steps"]
         summary["update"] = report
         return summary
 

@@ -86,7 +86,7 @@ class LearnFromReplay:
         beta = self.settings.priority_beta(progress.env_steps)
         totals: dict[str, float] = {}
         lags: list[float] = []
-        taken = 0
+        taken = consumed = 0
         remaining = steps
         pending = self._request(min(BATCHES_PER_FETCH, remaining), beta)
         while remaining > 0:
@@ -114,8 +114,9 @@ class LearnFromReplay:
                 for key, value in update.stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 taken += 1
+                consumed += len(batch["actions"])
         stats = {key: value / max(taken, 1) for key, value in totals.items()}
-        return UpdateReport(stats=stats, updates=taken, policy_lag=float(np.mean(lags)) if lags else 0.0)
+        return UpdateReport(stats=stats, updates=taken, consumed_steps=consumed, policy_lag=float(np.mean(lags)) if lags else 0.0)
 
 
 class ReplayFlow(Flow):

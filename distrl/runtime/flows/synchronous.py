@@ -30,7 +30,8 @@ class LearnFromFragments:
             return UpdateReport(updates=0, lost_fragments=lost)
         lags = [learner.version - int(fragment["policy_version"]) for fragment in fragments]
         update = learner.algorithm.learn(collate(fragments, learner.device), progress)
-        return UpdateReport(stats=update.stats, policy_lag=float(np.mean(lags)), lost_fragments=lost)
+        return UpdateReport(stats=update.stats, consumed_steps=sum(fragment["rewards"].size for fragment in fragments),
+                            policy_lag=float(np.mean(lags)), lost_fragments=lost)
 
 
 class SynchronousFlow(Flow):
