@@ -55,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser(
-        "train", help="train an agent (default: PPO on CartPole-v1, embedded local Ray)",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_config_epilog(),
+        "train",
+        help="train an agent (default: PPO on CartPole-v1, embedded local Ray)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_config_epilog(),
     )
     train.add_argument("--config", metavar="FILE", help="YAML config file (see configs/)")
     train.add_argument("--env", metavar="ID", help="environment id, e.g. CartPole-v1 or ALE/Pong-v5")
@@ -84,12 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("envs", help="list the environment families, their ids and default options")
 
     submit = sub.add_parser(
-        "submit", help="send a training run to a Ray cluster as a Ray Job",
+        "submit",
+        help="send a training run to a Ray cluster as a Ray Job",
         description="Send `distrl train ...` to a cluster as a Ray Job: distrl submit --address "
         "http://HEAD:8265 -- train --env ALE/Pong-v5 --num-workers auto",
     )
-    submit.add_argument("--address", metavar="URL", help="the Jobs API (dashboard), default $RAY_API_SERVER_ADDRESS "
-                        "or http://127.0.0.1:8265")
+    submit.add_argument(
+        "--address",
+        metavar="URL",
+        help="the Jobs API (dashboard), default $RAY_API_SERVER_ADDRESS or http://127.0.0.1:8265",
+    )
     submit.add_argument("--working-dir", metavar="DIR", help="folder uploaded for the job (default: the project)")
     submit.add_argument("--wait", action="store_true", help="follow the job's logs and exit with its result")
     submit.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- train ...")
@@ -184,7 +190,10 @@ def _output_folder(config, resumed_from: Optional[Path]) -> Path:
             f"or choose another --out."
         )
     if resumed_from is not None and newest is not None and newest.resolve() != resumed_from.resolve():
-        if checkpoint.number_of(newest) > checkpoint.number_of(resumed_from) or out_dir.resolve() != resumed_from.parent.parent.resolve():
+        if (
+            checkpoint.number_of(newest) > checkpoint.number_of(resumed_from)
+            or out_dir.resolve() != resumed_from.parent.parent.resolve()
+        ):
             raise ConfigError(
                 f"Resuming {str(resumed_from)!r} into {str(out_dir)!r} would write over its newer checkpoints "
                 f"(newest: {newest.name}). Resume from {str(newest)!r}, or pass --out NEW_FOLDER to branch off."

@@ -30,13 +30,19 @@ from distrl.options import choices_of, help_of, option
 
 @dataclass
 class EnvConfig:
-    id: str = option("CartPole-v1", "environment id: a gymnasium id, ALE/<Game>-v5, Vizdoom*, retro/<Game>, distrl/* (`distrl envs`)")
-    options: dict[str, Any] = option(help="family options passed to make_env: frame_skip, screen_size, frame_stack, ...", factory=dict)
+    id: str = option(
+        "CartPole-v1", "environment id: a gymnasium id, ALE/<Game>-v5, Vizdoom*, retro/<Game>, distrl/* (`distrl envs`)"
+    )
+    options: dict[str, Any] = option(
+        help="family options passed to make_env: frame_skip, screen_size, frame_stack, ...", factory=dict
+    )
 
 
 @dataclass
 class ModelConfig:
-    kind: str = option("auto", "network trunk: auto (CNN for images, else MLP), mlp or cnn", choices=("auto", "mlp", "cnn"))
+    kind: str = option(
+        "auto", "network trunk: auto (CNN for images, else MLP), mlp or cnn", choices=("auto", "mlp", "cnn")
+    )
     hidden_sizes: list[int] = option(help="MLP layer widths", factory=lambda: [64, 64])
     activation: str = option("tanh", "MLP activation", choices=("tanh", "relu", "elu", "gelu"))
     shared_trunk: bool = option(False, "MLP only: one trunk for policy and value (false: separate trunks)")
@@ -48,7 +54,9 @@ class RuntimeConfig:
     num_workers: Union[int, Literal["auto"]] = option(
         2, "rollout workers, or auto: one per spare CPU of the cluster, growing and shrinking with it"
     )
-    max_workers: Optional[int] = option(None, "with auto: at most this many, and the autoscaler is asked for their CPUs")
+    max_workers: Optional[int] = option(
+        None, "with auto: at most this many, and the autoscaler is asked for their CPUs"
+    )
     elastic_check_s: float = option(5.0, "with auto: seconds between looks for room on nodes that joined")
     placement_patience_s: float = option(
         60.0, "with auto: seconds new workers may wait for a place before they are given up (the first waits on)"
@@ -61,7 +69,9 @@ class RuntimeConfig:
     num_gpus_per_learner: Union[float, Literal["auto"]] = option(
         "auto", "GPUs for the learner; auto: one when the cluster has one, else the learner runs on CPU"
     )
-    address: Optional[str] = option(None, "null: start an embedded local Ray; auto or HOST:PORT: join a running cluster")
+    address: Optional[str] = option(
+        None, "null: start an embedded local Ray; auto or HOST:PORT: join a running cluster"
+    )
     max_worker_restarts: int = option(100, "dead workers are replaced; the run gives up after this many replacements")
 
 
@@ -74,12 +84,16 @@ class StopConfig:
 
 @dataclass
 class OutputConfig:
-    dir: Optional[str] = option(None, "where progress.jsonl, config.yaml, tb/ and checkpoints/ go (null: runs/<env>-<algo>-<time>)")
+    dir: Optional[str] = option(
+        None, "where progress.jsonl, config.yaml, tb/ and checkpoints/ go (null: runs/<env>-<algo>-<time>)"
+    )
     report_every_s: float = option(5.0, "seconds between progress reports")
     checkpoint_every_s: float = option(300.0, "seconds between checkpoints")
     keep_checkpoints: int = option(3, "newest checkpoints kept")
     tensorboard: bool = option(True, "write TensorBoard events under tb/")
-    console: str = option("auto", "auto: a live bar on a terminal, one line per report otherwise", choices=("auto", "bar", "lines", "off"))
+    console: str = option(
+        "auto", "auto: a live bar on a terminal, one line per report otherwise", choices=("auto", "bar", "lines", "off")
+    )
 
 
 @dataclass
@@ -104,8 +118,12 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config, with the chosen algorithm's section under its name."""
-        data = {f.name: dataclasses.asdict(getattr(self, f.name)) if dataclasses.is_dataclass(getattr(self, f.name))
-                else getattr(self, f.name) for f in _plain_fields(Config)}
+        data = {
+            f.name: dataclasses.asdict(getattr(self, f.name))
+            if dataclasses.is_dataclass(getattr(self, f.name))
+            else getattr(self, f.name)
+            for f in _plain_fields(Config)
+        }
         data[self.algo] = dataclasses.asdict(self.algo_config)
         return data
 
@@ -155,10 +173,14 @@ def key_help() -> list[tuple[str, str, str]]:
             if dataclasses.is_dataclass(hints[f.name]):
                 walk(hints[f.name], prefix + f.name + ".")
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            # Every field has a default or a default_factory: the factory is callable here.
+            factory = typing.cast(typing.Callable[[], Any], f.default_factory)
+            default = f.default if f.default is not dataclasses.MISSING else factory()
             allowed = choices_of(f)
             note = help_of(f) + (f" ({' | '.join(allowed)})" if allowed else "")
-            rows.append((prefix + f.name, yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("\n..."), note))
+            rows.append(
+                (prefix + f.name, yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("\n..."), note)
+            )
 
     walk(Config, "")
     for name, spec in ALGORITHMS.items():
@@ -287,8 +309,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _build(cls: type, data: dict[str, Any], prefix: str, valid: list[str]) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(
-            f"Config section '{prefix.rstrip('.') or 'top level'}' must be a mapping of keys to "
-            f"values, got {data!r}."
+            f"Config section '{prefix.rstrip('.') or 'top level'}' must be a mapping of keys to values, got {data!r}."
         )
     hints = typing.get_type_hints(cls)
     names = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("section")}
@@ -304,7 +325,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, valid: list[str]) -> An
         if name not in names:
             raise _unknown_key(key, valid)
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value if value is not None else {}, key + ".", valid)
             continue
         allowed = choices_of(names[name])
@@ -320,9 +341,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, valid: list[str]) -> An
         if allowed and converted not in allowed:
             close = difflib.get_close_matches(str(converted), allowed, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"Config key '{key}' must be one of {', '.join(allowed)}; got {converted!r}.{hint}"
-            )
+            raise ConfigError(f"Config key '{key}' must be one of {', '.join(allowed)}; got {converted!r}.{hint}")
         kwargs[name] = converted
     try:
         return cls(**kwargs)
@@ -403,9 +422,7 @@ def resolve(user: dict[str, Any]) -> Config:
     if not isinstance(algo, str) or algo not in ALGORITHMS:
         close = difflib.get_close_matches(str(algo), list(ALGORITHMS), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(
-            f"Unknown algorithm {algo!r}.{hint} Available: {', '.join(sorted(ALGORITHMS))}."
-        )
+        raise ConfigError(f"Unknown algorithm {algo!r}.{hint} Available: {', '.join(sorted(ALGORITHMS))}.")
     env_section = user.get("env")
     env_id = env_section.get("id", EnvConfig.id) if isinstance(env_section, dict) else EnvConfig.id
     if not isinstance(env_id, str):
@@ -425,7 +442,9 @@ def validate(config: Config) -> None:
     """Range checks that types alone don't catch."""
     _positive("seed", config.seed, allow_zero=True)
     if not config.model.hidden_sizes or min(config.model.hidden_sizes) < 1:
-        raise ConfigError(f"Config key 'model.hidden_sizes' needs one or more sizes >= 1, got {config.model.hidden_sizes}.")
+        raise ConfigError(
+            f"Config key 'model.hidden_sizes' needs one or more sizes >= 1, got {config.model.hidden_sizes}."
+        )
     runtime = config.runtime
     if runtime.max_workers is not None:
         _positive("runtime.max_workers", runtime.max_workers)

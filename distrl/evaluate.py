@@ -10,9 +10,9 @@ import yaml
 
 from distrl import checkpoint
 from distrl.algos import ALGORITHMS
-from distrl.errors import CheckpointError
 from distrl.config import resolve
 from distrl.envs import family_of, make_env
+from distrl.errors import CheckpointError
 from distrl.models import build_model
 
 

@@ -156,6 +156,7 @@ def command(action: str, job_id: Optional[str], address: Optional[str], follow: 
             return 0
         if action == "logs":
             if follow:
+                assert job_id is not None  # checked above: every action but list needs one
                 follow_logs(jobs, job_id)
             else:
                 print(jobs.get_job_logs(job_id), end="")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-# progress.jsonl fields every report carries (DESIGN.md, "Output of a run").
+# progress.jsonl fields every report carries (docs/design.md, "Output of a run").
 CONTRACT_FIELDS = (
     "time_s",
     "env_steps",

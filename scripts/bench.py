@@ -95,8 +95,13 @@ def ppo(env_id: str, num_workers: int, seconds: float, overrides: dict) -> float
             "env": {"id": env_id},
             "runtime": {"num_workers": num_workers, **overrides.get("runtime", {})},
             "stop": {"seconds": seconds},
-            "output": {"dir": out, "report_every_s": 1.0, "console": "off", "tensorboard": False,
-                       "checkpoint_every_s": 1e9},
+            "output": {
+                "dir": out,
+                "report_every_s": 1.0,
+                "console": "off",
+                "tensorboard": False,
+                "checkpoint_every_s": 1e9,
+            },
         }
         config = resolve(user)
         Trainer(config, Path(out)).run()
@@ -135,7 +140,10 @@ def ceilings(seconds: float) -> None:
         rate = ceiling(env_id, seconds, **options)
         frames = rate * frames_per_step(env_id, options)
         option_text = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
-        print(f"| {family_of(env_id).name} | {env_id} | {option_text} | {shape} | {rate:,.0f} | {frames:,.0f} |", flush=True)
+        print(
+            f"| {family_of(env_id).name} | {env_id} | {option_text} | {shape} | {rate:,.0f} | {frames:,.0f} |",
+            flush=True,
+        )
 
 
 def clusters(env_ids: list[str], workers: int, seconds: float) -> None:
@@ -152,7 +160,7 @@ def clusters(env_ids: list[str], workers: int, seconds: float) -> None:
             sock.bind(("127.0.0.1", 0))
             return sock.getsockname()[1]
 
-    print(f"| env | workers | layout | nodes used | sampling steps/s |")
+    print("| env | workers | layout | nodes used | sampling steps/s |")
     print("|---|---|---|---|---|")
     rates = {}
     for env_id in env_ids:
@@ -200,8 +208,13 @@ def main() -> None:
         return
 
     cpus = os.cpu_count() or 1
-    ray.init(address="local", num_cpus=max(cpus, args.workers + 1), include_dashboard=False, logging_level="WARNING",
-             log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=max(cpus, args.workers + 1),
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
     rows = []
     for env_id in args.envs:
         config = resolve({"env": {"id": env_id}})
@@ -218,16 +231,22 @@ def main() -> None:
     ray.shutdown()
 
     print()
-    print(f"machine: {platform.machine()}, {cpus} CPUs, {platform.processor() or 'cpu'}, "
-          f"torch {torch.__version__}, ray {ray.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}")
+    print(
+        f"machine: {platform.machine()}, {cpus} CPUs, {platform.processor() or 'cpu'}, "
+        f"torch {torch.__version__}, ray {ray.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}"
+    )
     print(f"figures: env steps/s (agent steps; Atari frames = 4 x steps), {args.seconds:.0f} s per figure\n")
     w = args.workers
-    print(f"| env | K x T per worker | ceiling (1 process) | sampling, 1 worker | 1 worker / ceiling "
-          f"| sampling, {w} workers | {w} workers / ({w} x ceiling) | PPO end-to-end, {w} workers |")
+    print(
+        f"| env | K x T per worker | ceiling (1 process) | sampling, 1 worker | 1 worker / ceiling "
+        f"| sampling, {w} workers | {w} workers / ({w} x ceiling) | PPO end-to-end, {w} workers |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for env_id, k, t, top, one, many, end_to_end in rows:
-        print(f"| {env_id} | {k} x {t} | {top:,.0f} | {one:,.0f} | {one / top:.2f} | {many:,.0f} "
-              f"| {many / (w * top):.2f} | {end_to_end:,.0f} |")
+        print(
+            f"| {env_id} | {k} x {t} | {top:,.0f} | {one:,.0f} | {one / top:.2f} | {many:,.0f} "
+            f"| {many / (w * top):.2f} | {end_to_end:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

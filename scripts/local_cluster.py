@@ -54,8 +54,14 @@ def ray_command() -> list[str]:
 
 def start_head(port: int, dashboard_port: int, cpus: int, temp_dir: str | None = None) -> None:
     command = [
-        *ray_command(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-        f"--num-cpus={cpus}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+        *ray_command(),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        f"--num-cpus={cpus}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
         "--disable-usage-stats",
     ]
     if temp_dir:
@@ -67,8 +73,14 @@ def add_node(address: str, cpus: int) -> int:
     """Start a worker node and return the pid of its raylet (the node lives while it does)."""
     before = set(raylet_pids())
     command = [
-        sys.executable, "-c", _WORKER_NODE_START, "start", f"--address={address}",
-        "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--disable-usage-stats",
+        sys.executable,
+        "-c",
+        _WORKER_NODE_START,
+        "start",
+        f"--address={address}",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={cpus}",
+        "--disable-usage-stats",
     ]
     subprocess.run(command, env=environment(), check=True, stdout=subprocess.DEVNULL)
     for _ in range(50):

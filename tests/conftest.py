@@ -25,7 +25,9 @@ def ray_local():
     ray.shutdown()
 
 
-def run_distrl(*args: str, timeout: float = 600, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_distrl(
+    *args: str, timeout: float = 600, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the ``distrl`` command line as a user would, in its own process."""
     env = dict(env or os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(

@@ -1,6 +1,7 @@
 """A driver for tests/test_cluster_runs.py, run as its own process: python THIS ADDRESS NODE_PID ROOT.
 On a head (3 CPUs) + node (2 CPUs) cluster: counts worker slots node by node, then puts a
 large fragment-like object on each node, takes the node away, and fetches what survived."""
+
 import importlib.util
 import json
 import sys

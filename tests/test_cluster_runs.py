@@ -64,9 +64,26 @@ def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
     local_cluster.add_node(cluster["address"], cpus=2)
     out = tmp_path / "job"
     submitted = subprocess.run(
-        [sys.executable, "-m", "distrl", "submit", "--address", cluster["dashboard"], "--",
-         "train", "--num-workers", "2", "--stop-env-steps", "8000", "--out", str(out)],
-        capture_output=True, text=True, env=client_env(), timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "distrl",
+            "submit",
+            "--address",
+            cluster["dashboard"],
+            "--",
+            "train",
+            "--num-workers",
+            "2",
+            "--stop-env-steps",
+            "8000",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=client_env(),
+        timeout=120,
     )
     assert submitted.returncode == 0, submitted.stderr[-2000:]
     job_id = submitted.stdout.strip().splitlines()[-1]
@@ -86,10 +103,30 @@ def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
     # Ray's own CLI works too: `ray job submit -- distrl train ...`.
     plain = tmp_path / "plain"
     result = subprocess.run(
-        [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--address", cluster["dashboard"],
-         "--working-dir", str(ROOT), "--", "distrl", "train", "--num-workers", "2", "--stop-env-steps", "4000",
-         "--out", str(plain)],
-        capture_output=True, text=True, env=local_cluster.environment(), timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "job",
+            "submit",
+            "--address",
+            cluster["dashboard"],
+            "--working-dir",
+            str(ROOT),
+            "--",
+            "distrl",
+            "train",
+            "--num-workers",
+            "2",
+            "--stop-env-steps",
+            "4000",
+            "--out",
+            str(plain),
+        ],
+        capture_output=True,
+        text=True,
+        env=local_cluster.environment(),
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert read_progress(plain)[-1]["env_steps"] >= 4000
@@ -100,10 +137,28 @@ def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
     num_workers grows to 4; the node leaves and the run goes on to its stop rule."""
     out = tmp_path / "elastic"
     process = subprocess.Popen(
-        [sys.executable, "-m", "distrl", "train", "--address", cluster["address"], "--num-workers", "auto",
-         "--stop-env-steps", "400000", "--out", str(out),
-         "--set", "runtime.elastic_check_s=1", "output.report_every_s=1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=client_env(),
+        [
+            sys.executable,
+            "-m",
+            "distrl",
+            "train",
+            "--address",
+            cluster["address"],
+            "--num-workers",
+            "auto",
+            "--stop-env-steps",
+            "400000",
+            "--out",
+            str(out),
+            "--set",
+            "runtime.elastic_check_s=1",
+            "output.report_every_s=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=client_env(),
     )
     try:
         first = wait_for(lambda: last_progress(out), 120, "the first report")
@@ -131,8 +186,9 @@ def test_wrong_token_and_unreachable_address_get_one_clear_message(cluster, tmp_
     wrong = {**client_env(), "RAY_AUTH_TOKEN_PATH": str(bad_token)}
     out = tmp_path / "run"
 
-    refused = run_distrl("train", "--address", cluster["address"], "--stop-env-steps", "2000", "--out", str(out),
-                         env=wrong, timeout=180)
+    refused = run_distrl(
+        "train", "--address", cluster["address"], "--stop-env-steps", "2000", "--out", str(out), env=wrong, timeout=180
+    )
     assert_clean_error(refused, code=1)
     assert "authentication token" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr  # Ray's retry warnings held back
@@ -142,21 +198,33 @@ def test_wrong_token_and_unreachable_address_get_one_clear_message(cluster, tmp_
     assert "authentication token" in listing.stderr
 
     for follow in ([], ["--follow"]):  # an unknown job id: one line, no traceback
-        unknown = run_distrl("jobs", "logs", "raysubmit_nope", *follow, "--address", cluster["dashboard"],
-                             env=client_env(), timeout=120)
+        unknown = run_distrl(
+            "jobs", "logs", "raysubmit_nope", *follow, "--address", cluster["dashboard"], env=client_env(), timeout=120
+        )
         assert_clean_error(unknown, code=1)
         assert "raysubmit_nope" in unknown.stderr
 
     nobody = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
-    unreachable = run_distrl("train", "--address", nobody, "--out", str(tmp_path / "other"), env=client_env(), timeout=120)
+    unreachable = run_distrl(
+        "train", "--address", nobody, "--out", str(tmp_path / "other"), env=client_env(), timeout=120
+    )
     assert_clean_error(unreachable, code=1)
     assert "Could not reach" in unreachable.stderr and nobody in unreachable.stderr
     assert time.monotonic() - started < 60  # Ray alone retries for minutes
 
     # The refused run left no report, so its folder takes the next run.
-    joined = run_distrl("train", "--address", cluster["address"], "--stop-env-steps", "2000", "--out", str(out),
-                        env=client_env(), timeout=300)
+    joined = run_distrl(
+        "train",
+        "--address",
+        cluster["address"],
+        "--stop-env-steps",
+        "2000",
+        "--out",
+        str(out),
+        env=client_env(),
+        timeout=300,
+    )
     assert joined.returncode == 0, joined.stderr[-3000:]
     assert read_progress(out)[-1]["env_steps"] >= 2000
 
@@ -168,7 +236,11 @@ def test_worker_slots_count_node_by_node_and_fragments_lost_with_a_node_are_skip
     node = local_cluster.add_node(cluster["address"], cpus=2)
     driver = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "lost_fragments_driver.py"), cluster["address"], str(node), str(ROOT)],
-        capture_output=True, text=True, timeout=300, env=client_env(), stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=client_env(),
+        stdin=subprocess.DEVNULL,
     )
     assert driver.returncode == 0, driver.stderr[-3000:]
     result = json.loads(driver.stdout.strip().splitlines()[-1])
@@ -187,9 +259,27 @@ def test_auto_waits_for_a_node_when_the_head_holds_only_the_learner(tmp_path):
     local_cluster.start_head(port, dashboard, cpus=1)
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "distrl", "train", "--address", address, "--num-workers", "auto",
-         "--stop-env-steps", "20000", "--out", str(out), "--set", "runtime.placement_patience_s=5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=client_env(),
+        [
+            sys.executable,
+            "-m",
+            "distrl",
+            "train",
+            "--address",
+            address,
+            "--num-workers",
+            "auto",
+            "--stop-env-steps",
+            "20000",
+            "--out",
+            str(out),
+            "--set",
+            "runtime.placement_patience_s=5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=client_env(),
     )
     try:
         time.sleep(15)

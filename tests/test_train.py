@@ -2,12 +2,10 @@
 Ray, real worker processes, real environments, real files."""
 
 import json
-import math
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -30,8 +28,21 @@ def test_cartpole_ppo_two_workers_reaches_475_within_150k_steps(tmp_path):
     """The learning test of the core issue. Budget: 150,000 env steps."""
     out = tmp_path / "run"
     result = run_distrl(
-        "train", "--env", "CartPole-v1", "--algo", "ppo", "--num-workers", "2",
-        "--stop-reward", "475", "--stop-env-steps", "150000", "--seed", "1", "--out", str(out),
+        "train",
+        "--env",
+        "CartPole-v1",
+        "--algo",
+        "ppo",
+        "--num-workers",
+        "2",
+        "--stop-reward",
+        "475",
+        "--stop-env-steps",
+        "150000",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_progress(out)
@@ -58,9 +69,24 @@ def _rollout_worker_pids(root_pid):
 def test_killing_a_rollout_worker_does_not_stop_the_run(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "distrl", "train", "--num-workers", "2", "--stop-env-steps", "30000",
-         "--out", str(out), "--set", "output.report_every_s=0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "distrl",
+            "train",
+            "--num-workers",
+            "2",
+            "--stop-env-steps",
+            "30000",
+            "--out",
+            str(out),
+            "--set",
+            "output.report_every_s=0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -84,8 +110,18 @@ def test_killing_a_rollout_worker_does_not_stop_the_run(tmp_path):
 def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
     out = tmp_path / "run"
     # The first run writes to a relative folder; the resume happens from another folder.
-    first = run_distrl("train", "--num-workers", "2", "--stop-env-steps", "6000", "--out", "run",
-                       "--set", "output.report_every_s=0.5", cwd=tmp_path)
+    first = run_distrl(
+        "train",
+        "--num-workers",
+        "2",
+        "--stop-env-steps",
+        "6000",
+        "--out",
+        "run",
+        "--set",
+        "output.report_every_s=0.5",
+        cwd=tmp_path,
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     before = read_progress(out)
     (saved,) = list((out / "checkpoints").glob("ckpt-*"))
@@ -94,11 +130,21 @@ def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    second = run_distrl("train", "--resume", str(out), "--num-workers", "1", "--stop-env-steps", "12000",
-                        "--set", "output.report_every_s=0.5", cwd=elsewhere)
+    second = run_distrl(
+        "train",
+        "--resume",
+        str(out),
+        "--num-workers",
+        "1",
+        "--stop-env-steps",
+        "12000",
+        "--set",
+        "output.report_every_s=0.5",
+        cwd=elsewhere,
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert not list(elsewhere.iterdir()), "the resumed run wrote outside its run folder"
-    after = read_progress(out)[len(before):]
+    after = read_progress(out)[len(before) :]
     assert after, "the resumed run wrote no progress"
     assert after[0]["env_steps"] > before[-1]["env_steps"]
     assert after[0]["learner_updates"] > before[-1]["learner_updates"]
@@ -132,8 +178,16 @@ def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
 
 def test_async_sampling_overlaps_and_reuse_of_a_run_folder_is_refused(tmp_path):
     out = tmp_path / "run"
-    result = run_distrl("train", "--stop-env-steps", "8000", "--out", str(out),
-                        "--set", "ppo.async_sampling=true", "output.report_every_s=0.5")
+    result = run_distrl(
+        "train",
+        "--stop-env-steps",
+        "8000",
+        "--out",
+        str(out),
+        "--set",
+        "ppo.async_sampling=true",
+        "output.report_every_s=0.5",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_progress(out)
     assert_contract(records)
@@ -151,9 +205,22 @@ def test_async_sampling_overlaps_and_reuse_of_a_run_folder_is_refused(tmp_path):
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "distrl", "train", "--stop-env-steps", "10000000", "--out", str(out),
-         "--set", "output.report_every_s=0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "distrl",
+            "train",
+            "--stop-env-steps",
+            "10000000",
+            "--out",
+            str(out),
+            "--set",
+            "output.report_every_s=0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -175,8 +242,19 @@ def test_atari_pong_smoke_run(tmp_path):
     pytest.importorskip("ale_py")
     out = tmp_path / "pong"
     result = run_distrl(
-        "train", "--env", "ALE/Pong-v5", "--num-workers", "2", "--stop-env-steps", "3000", "--out", str(out),
-        "--set", "runtime.envs_per_worker=4", "runtime.fragment_length=64", "output.report_every_s=1",
+        "train",
+        "--env",
+        "ALE/Pong-v5",
+        "--num-workers",
+        "2",
+        "--stop-env-steps",
+        "3000",
+        "--out",
+        str(out),
+        "--set",
+        "runtime.envs_per_worker=4",
+        "runtime.fragment_length=64",
+        "output.report_every_s=1",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_progress(out)

@@ -29,10 +29,13 @@ class A2CConfig:
 
     lr: float = option(7e-4, "learning rate (at the start, with lr_schedule linear)")
     lr_schedule: str = option(
-        "linear", "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant: it stays",
+        "linear",
+        "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant: it stays",
         choices=("linear", "constant"),
     )
-    anneal_env_steps: Optional[int] = option(None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)")
+    anneal_env_steps: Optional[int] = option(
+        None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)"
+    )
     optimizer: str = option("rmsprop", "the optimizer", choices=("rmsprop", "adam"))
     rmsprop_alpha: float = option(0.99, "RMSProp's smoothing constant")
     optimizer_eps: float = option(1e-5, "the optimizer's epsilon")
@@ -67,13 +70,21 @@ PRESETS = {
     "vector": {
         "runtime": {"envs_per_worker": 4, "fragment_length": 5},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
-        "a2c": {"lr": 2e-3, "anneal_env_steps": 300_000, "gae_lambda": 1.0, "ent_coef": 0.0,
-                "normalize_advantages": True, "max_grad_norm": 0.5},
+        "a2c": {
+            "lr": 2e-3,
+            "anneal_env_steps": 300_000,
+            "gae_lambda": 1.0,
+            "ent_coef": 0.0,
+            "normalize_advantages": True,
+            "max_grad_norm": 0.5,
+        },
     },
 }
 
 
-def actor_critic_loss(model: nn.Module, batch: dict[str, torch.Tensor], config: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def actor_critic_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor], config: Any
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The A2C/A3C loss on a time-major batch ``[T, B]`` of one or more fragments."""
     rewards = clip_rewards(batch["rewards"], config.reward_clip)
     T, B = rewards.shape
@@ -82,8 +93,14 @@ def actor_critic_loss(model: nn.Module, batch: dict[str, torch.Tensor], config: 
     with torch.no_grad():
         bootstrap = model(batch["last_obs"])[1]
         advantages, returns = gae(
-            rewards, values.detach(), bootstrap, batch["terminated"], batch["truncated"],
-            config.gamma, config.gae_lambda, timeout_values=batch["timeout_value"],
+            rewards,
+            values.detach(),
+            bootstrap,
+            batch["terminated"],
+            batch["truncated"],
+            config.gamma,
+            config.gae_lambda,
+            timeout_values=batch["timeout_value"],
         )
         if config.normalize_advantages:
             advantages = normalize(advantages)
@@ -99,7 +116,9 @@ def actor_critic_loss(model: nn.Module, batch: dict[str, torch.Tensor], config: 
 
 class A2C(OptimizedAlgorithm):
     def __init__(self, config: A2CConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha)
+        optimizer = make_optimizer(
+            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
+        )
         super().__init__(config, model, budget_env_steps, optimizer)
 
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from distrl.algos.a2c import A2CConfig, actor_critic_loss
 from distrl.algos.common import OptimizedAlgorithm, make_optimizer
-from distrl.algos.interface import AlgorithmSpec, GradientSettings, Gradients, Progress, Update
+from distrl.algos.interface import AlgorithmSpec, Gradients, GradientSettings, Progress, Update
 from distrl.options import option
 
 
@@ -44,8 +44,16 @@ PRESETS = {
     "vector": {
         "runtime": {"envs_per_worker": 4, "fragment_length": 5},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
-        "a3c": {"lr": 2e-3, "optimizer": "rmsprop", "optimizer_eps": 1e-5, "anneal_env_steps": 300_000,
-                "gae_lambda": 1.0, "ent_coef": 0.0, "normalize_advantages": True, "max_grad_norm": 0.5},
+        "a3c": {
+            "lr": 2e-3,
+            "optimizer": "rmsprop",
+            "optimizer_eps": 1e-5,
+            "anneal_env_steps": 300_000,
+            "gae_lambda": 1.0,
+            "ent_coef": 0.0,
+            "normalize_advantages": True,
+            "max_grad_norm": 0.5,
+        },
     },
 }
 
@@ -55,11 +63,15 @@ class A3C(OptimizedAlgorithm):
     shared RMSProp statistics)."""
 
     def __init__(self, config: A3CConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha)
+        optimizer = make_optimizer(
+            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
+        )
         super().__init__(config, model, budget_env_steps, optimizer)
 
     @staticmethod
-    def gradients(model: nn.Module, batch: dict[str, torch.Tensor], config: A3CConfig) -> tuple[Gradients, dict[str, float]]:
+    def gradients(
+        model: nn.Module, batch: dict[str, torch.Tensor], config: A3CConfig
+    ) -> tuple[Gradients, dict[str, float]]:
         """The worker's side: d loss / d theta on its own fragment, clipped to ``max_grad_norm``."""
         model.zero_grad(set_to_none=True)
         loss, stats = actor_critic_loss(model, batch, config)

@@ -48,7 +48,11 @@ PRESETS = {
 
 
 def appo_loss(
-    model: nn.Module, batch: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], columns: torch.Tensor, config: APPOConfig
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    columns: torch.Tensor,
+    config: APPOConfig,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss on the minibatch of fragment ``columns`` (module docstring), against V-trace
     targets computed once for the whole batch."""
@@ -65,13 +69,19 @@ def appo_loss(
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * policy_entropy
     with torch.no_grad():
         clip_fraction = ((ratio - 1).abs() > config.clip_coef).float().mean()
-    return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                  "entropy": policy_entropy.detach(), "clip_fraction": clip_fraction}
+    return loss, {
+        "policy_loss": policy_loss.detach(),
+        "value_loss": value_loss.detach(),
+        "entropy": policy_entropy.detach(),
+        "clip_fraction": clip_fraction,
+    }
 
 
 class APPO(OptimizedAlgorithm):
     def __init__(self, config: APPOConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha)
+        optimizer = make_optimizer(
+            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
+        )
         super().__init__(config, model, budget_env_steps, optimizer)
 
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
@@ -92,7 +102,9 @@ class APPO(OptimizedAlgorithm):
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + float(value)
                 steps += 1
-        return Update({**{k: v / max(steps, 1) for k, v in totals.items()}, "learning_rate": lr, "gradient_steps": steps})
+        return Update(
+            {**{k: v / max(steps, 1) for k, v in totals.items()}, "learning_rate": lr, "gradient_steps": steps}
+        )
 
 
 SPEC = AlgorithmSpec(

@@ -71,7 +71,9 @@ class OptimizedAlgorithm:
     config's ``anneal_env_steps`` for a run without one (a reward or time stop only).
     """
 
-    def __init__(self, config: Any, model: nn.Module, budget_env_steps: Optional[int], optimizer: torch.optim.Optimizer):
+    def __init__(
+        self, config: Any, model: nn.Module, budget_env_steps: Optional[int], optimizer: torch.optim.Optimizer
+    ):
         self.config = config
         self.model = model
         self.optimizer = optimizer

@@ -41,10 +41,13 @@ class DQNConfig:
 
     lr: float = option(6.25e-5, "Adam learning rate")
     lr_schedule: str = option(
-        "constant", "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant (Ape-X): it stays",
+        "constant",
+        "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant (Ape-X): it stays",
         choices=("linear", "constant"),
     )
-    anneal_env_steps: Optional[int] = option(None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)")
+    anneal_env_steps: Optional[int] = option(
+        None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)"
+    )
     adam_eps: float = option(1.5e-4, "Adam's epsilon")
     gamma: float = option(0.99, "discount factor")
     n_step: int = option(3, "steps of real rewards in each target before bootstrapping")
@@ -61,17 +64,29 @@ class DQNConfig:
     prioritized: bool = option(True, "prioritized replay (Schaul et al. 2016); false: uniform")
     priority_alpha: float = option(0.6, "priority exponent: P(i) = p_i^alpha / sum p^alpha")
     priority_beta: float = option(0.4, "importance-sampling exponent at the start")
-    priority_beta_anneal_env_steps: Optional[int] = option(None, "beta rises linearly to 1 over this many env steps (null: stays)")
+    priority_beta_anneal_env_steps: Optional[int] = option(
+        None, "beta rises linearly to 1 over this many env steps (null: stays)"
+    )
     priority_eps: float = option(1e-6, "added to |TD error| so no transition gets priority 0")
     epsilon_base: float = option(0.4, "Ape-X's ladder over all env copies: epsilon_i = base^(1 + alpha i / (N - 1))")
     epsilon_alpha: float = option(7.0, "the ladder's alpha (see epsilon_base)")
-    epsilon_anneal_env_steps: int = option(0, "> 0: every copy starts fully random and anneals to its ladder value over this many env steps")
+    epsilon_anneal_env_steps: int = option(
+        0, "> 0: every copy starts fully random and anneals to its ladder value over this many env steps"
+    )
     reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
 
     section = "dqn"
 
     def __post_init__(self):
-        for key in ("lr", "batch_size", "n_step", "replay_capacity", "replay_shards", "target_update_interval", "replay_ratio"):
+        for key in (
+            "lr",
+            "batch_size",
+            "n_step",
+            "replay_capacity",
+            "replay_shards",
+            "target_update_interval",
+            "replay_ratio",
+        ):
             if getattr(self, key) <= 0:
                 raise ValueError(f"Config key 'dqn.{key}' must be > 0, got {getattr(self, key)}.")
         for key in ("gamma", "tau", "epsilon_base", "priority_beta"):
@@ -94,11 +109,23 @@ PRESETS = {
     "vector": {
         "runtime": {"envs_per_worker": 4, "fragment_length": 16},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "relu"},
-        "dqn": {"lr": 1e-3, "lr_schedule": "linear", "anneal_env_steps": 200_000, "adam_eps": 1e-8,
-                "batch_size": 64, "n_step": 3, "tau": 0.005,
-                "replay_capacity": 1_000_000, "learning_starts": 1000, "replay_ratio": 32.0,
-                "epsilon_base": 0.1, "epsilon_alpha": 7.0, "epsilon_anneal_env_steps": 10_000,
-                "priority_beta_anneal_env_steps": 100_000, "max_grad_norm": 10.0},
+        "dqn": {
+            "lr": 1e-3,
+            "lr_schedule": "linear",
+            "anneal_env_steps": 200_000,
+            "adam_eps": 1e-8,
+            "batch_size": 64,
+            "n_step": 3,
+            "tau": 0.005,
+            "replay_capacity": 1_000_000,
+            "learning_starts": 1000,
+            "replay_ratio": 32.0,
+            "epsilon_base": 0.1,
+            "epsilon_alpha": 7.0,
+            "epsilon_anneal_env_steps": 10_000,
+            "priority_beta_anneal_env_steps": 100_000,
+            "max_grad_norm": 10.0,
+        },
     },
 }
 
@@ -109,7 +136,7 @@ def epsilons(config: DQNConfig, at: Behaviour) -> np.ndarray:
     total = max(at.num_workers * at.envs_per_worker, 1)
     index = at.rank * at.envs_per_worker + np.arange(at.envs_per_worker)
     exponent = 1 + config.epsilon_alpha * index / max(total - 1, 1)
-    ladder = config.epsilon_base ** exponent
+    ladder = config.epsilon_base**exponent
     if config.epsilon_anneal_env_steps and at.env_steps < config.epsilon_anneal_env_steps:
         progress = at.env_steps / config.epsilon_anneal_env_steps
         ladder = 1.0 + (ladder - 1.0) * progress
@@ -124,7 +151,9 @@ def priority_beta(config: DQNConfig, env_steps: int) -> float:
     """beta annealed linearly from ``priority_beta`` to 1 (Schaul et al. 2016, section 3.4)."""
     if not config.priority_beta_anneal_env_steps:
         return config.priority_beta
-    return min(1.0, config.priority_beta + (1 - config.priority_beta) * env_steps / config.priority_beta_anneal_env_steps)
+    return min(
+        1.0, config.priority_beta + (1 - config.priority_beta) * env_steps / config.priority_beta_anneal_env_steps
+    )
 
 
 def initial_priorities(fragment: dict[str, np.ndarray], config: DQNConfig) -> dict[str, np.ndarray]:
@@ -139,7 +168,9 @@ def initial_priorities(fragment: dict[str, np.ndarray], config: DQNConfig) -> di
     # The fragment's end cuts every window that reaches it: bootstrap from the last obs.
     open_end = ~terminated[-1] & ~truncated[-1]
     truncated[-1] |= open_end
-    cut_values[-1] = torch.where(open_end, torch.as_tensor(fragment["bootstrap_value"], dtype=torch.float64), cut_values[-1])
+    cut_values[-1] = torch.where(
+        open_end, torch.as_tensor(fragment["bootstrap_value"], dtype=torch.float64), cut_values[-1]
+    )
     # Windows [t, t + n) clipped at T - 1, flattened to [T * K, n].
     index = (torch.arange(T).unsqueeze(1) + torch.arange(n).unsqueeze(0)).clamp(max=T - 1)
     window = lambda a: a[index].permute(0, 2, 1).reshape(T * K, n)  # noqa: E731
@@ -162,7 +193,10 @@ class DQN(OptimizedAlgorithm):
         super().__init__(config, model, budget_env_steps, optimizer)
         self.target = copy.deepcopy(model).requires_grad_(False)
         # Loading a state dict copies into these same tensors, so the lists stay valid.
-        self.polyak_pairs = (list(self.target.parameters()), list(model.parameters()))
+        self.polyak_pairs: tuple[list[torch.Tensor], list[torch.Tensor]] = (
+            list(self.target.parameters()),
+            list(model.parameters()),
+        )
         self.gradient_steps = 0
 
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
@@ -194,9 +228,14 @@ class DQN(OptimizedAlgorithm):
                 torch._foreach_lerp_(*self.polyak_pairs, cfg.tau)
         elif self.gradient_steps % cfg.target_update_interval == 0:
             self.target.load_state_dict(self.model.state_dict())
-        stats = {"learning_rate": lr, "loss": loss.item(), "q_mean": q.mean().item(),
-                 "td_error_abs": td_error.abs().mean().item(), "grad_norm": grad_norm,
-                 "priority_beta": priority_beta(cfg, progress.env_steps)}
+        stats = {
+            "learning_rate": lr,
+            "loss": loss.item(),
+            "q_mean": q.mean().item(),
+            "td_error_abs": td_error.abs().mean().item(),
+            "grad_norm": grad_norm,
+            "priority_beta": priority_beta(cfg, progress.env_steps),
+        }
         return Update(stats, priorities=(td_error.detach().abs() + cfg.priority_eps).cpu().numpy())
 
     def state_dict(self) -> dict:
@@ -210,9 +249,14 @@ class DQN(OptimizedAlgorithm):
 
 def replay_settings(config: DQNConfig) -> ReplaySettings:
     return ReplaySettings(
-        capacity=config.replay_capacity, shards=config.replay_shards, n_step=config.n_step,
-        batch_size=config.batch_size, learning_starts=config.learning_starts, replay_ratio=config.replay_ratio,
-        prioritized=config.prioritized, priority_alpha=config.priority_alpha,
+        capacity=config.replay_capacity,
+        shards=config.replay_shards,
+        n_step=config.n_step,
+        batch_size=config.batch_size,
+        learning_starts=config.learning_starts,
+        replay_ratio=config.replay_ratio,
+        prioritized=config.prioritized,
+        priority_alpha=config.priority_alpha,
         priority_beta=functools.partial(priority_beta, config),
     )
 

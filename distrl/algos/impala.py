@@ -27,10 +27,13 @@ class IMPALAConfig:
 
     lr: float = option(6e-4, "learning rate (at the start, with lr_schedule linear)")
     lr_schedule: str = option(
-        "linear", "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant: it stays",
+        "linear",
+        "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant: it stays",
         choices=("linear", "constant"),
     )
-    anneal_env_steps: Optional[int] = option(None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)")
+    anneal_env_steps: Optional[int] = option(
+        None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)"
+    )
     optimizer: str = option("rmsprop", "the optimizer", choices=("rmsprop", "adam"))
     rmsprop_alpha: float = option(0.99, "RMSProp's smoothing constant")
     optimizer_eps: float = option(0.01, "the optimizer's epsilon")
@@ -64,8 +67,15 @@ PRESETS = {
     "vector": {
         "runtime": {"envs_per_worker": 4, "fragment_length": 16},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
-        "impala": {"lr": 2e-3, "optimizer": "adam", "optimizer_eps": 1e-5, "anneal_env_steps": 300_000,
-                   "ent_coef": 0.0, "max_grad_norm": 0.5, "gamma": 0.99},
+        "impala": {
+            "lr": 2e-3,
+            "optimizer": "adam",
+            "optimizer_eps": 1e-5,
+            "anneal_env_steps": 300_000,
+            "ent_coef": 0.0,
+            "max_grad_norm": 0.5,
+            "gamma": 0.99,
+        },
     },
 }
 
@@ -86,10 +96,22 @@ def vtrace_targets(model: nn.Module, batch: dict[str, torch.Tensor], config: Any
     rewards = rewards + torch.where(cut, config.gamma * batch["timeout_value"], torch.zeros_like(rewards))
     discounts = config.gamma * (~(batch["terminated"] | batch["truncated"])).to(rewards.dtype)
     vs, pg_advantages = vtrace(
-        batch["logp"], target_logp.detach(), rewards, values.detach(), bootstrap, discounts,
-        clip_rho=config.clip_rho, clip_c=config.clip_c,
+        batch["logp"],
+        target_logp.detach(),
+        rewards,
+        values.detach(),
+        bootstrap,
+        discounts,
+        clip_rho=config.clip_rho,
+        clip_c=config.clip_c,
     )
-    return {"log_probs": log_probs, "target_logp": target_logp, "values": values, "vs": vs, "pg_advantages": pg_advantages}
+    return {
+        "log_probs": log_probs,
+        "target_logp": target_logp,
+        "values": values,
+        "vs": vs,
+        "pg_advantages": pg_advantages,
+    }
 
 
 def impala_loss(targets: dict[str, torch.Tensor], config: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -98,12 +120,18 @@ def impala_loss(targets: dict[str, torch.Tensor], config: Any) -> tuple[torch.Te
     value_loss = 0.5 * ((targets["vs"] - targets["values"]) ** 2).mean()
     policy_entropy = entropy(targets["log_probs"])
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * policy_entropy
-    return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": policy_entropy.detach()}
+    return loss, {
+        "policy_loss": policy_loss.detach(),
+        "value_loss": value_loss.detach(),
+        "entropy": policy_entropy.detach(),
+    }
 
 
 class IMPALA(OptimizedAlgorithm):
     def __init__(self, config: IMPALAConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha)
+        optimizer = make_optimizer(
+            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
+        )
         super().__init__(config, model, budget_env_steps, optimizer)
 
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
@@ -113,8 +141,14 @@ class IMPALA(OptimizedAlgorithm):
         grad_norm = self.gradient_step(loss)
         with torch.no_grad():
             rho = (targets["target_logp"] - batch["logp"]).exp()
-        return Update({**{k: float(v) for k, v in stats.items()}, "grad_norm": grad_norm, "learning_rate": lr,
-                       "mean_rho": float(rho.mean())})
+        return Update(
+            {
+                **{k: float(v) for k, v in stats.items()},
+                "grad_norm": grad_norm,
+                "learning_rate": lr,
+                "mean_rho": float(rho.mean()),
+            }
+        )
 
 
 SPEC = AlgorithmSpec(
@@ -122,6 +156,9 @@ SPEC = AlgorithmSpec(
     config_class=IMPALAConfig,
     algorithm_class=IMPALA,
     flow=lambda config: StreamingSettings(fragments_per_update=config.fragments_per_update),
-    paper="Espeholt et al. 2018, IMPALA: Scalable Distributed Deep-RL with Importance Weighted Actor-Learner Architectures",
+    paper=(
+        "Espeholt et al. 2018, IMPALA: Scalable Distributed Deep-RL with Importance Weighted "
+        "Actor-Learner Architectures"
+    ),
     presets=PRESETS,
 )

@@ -33,10 +33,13 @@ from distrl.options import option
 class PGConfig:
     lr: float = option(1e-3, "learning rate (at the start, with lr_schedule linear)")
     lr_schedule: str = option(
-        "linear", "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant: it stays",
+        "linear",
+        "linear: the lr falls to 0 over stop.env_steps (or anneal_env_steps); constant: it stays",
         choices=("linear", "constant"),
     )
-    anneal_env_steps: Optional[int] = option(None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)")
+    anneal_env_steps: Optional[int] = option(
+        None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)"
+    )
     optimizer: str = option("adam", "the optimizer", choices=("rmsprop", "adam"))
     optimizer_eps: float = option(1e-8, "the optimizer's epsilon")
     rmsprop_alpha: float = option(0.99, "RMSProp's smoothing constant")
@@ -72,7 +75,9 @@ PRESETS = {
 }
 
 
-def reinforce_loss(model: nn.Module, batch: dict[str, torch.Tensor], config: PGConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def reinforce_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor], config: PGConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the module docstring on a time-major batch ``[T, B]``."""
     rewards = clip_rewards(batch["rewards"], config.reward_clip)
     T, B = rewards.shape
@@ -80,7 +85,11 @@ def reinforce_loss(model: nn.Module, batch: dict[str, torch.Tensor], config: PGC
     baseline = baseline.view(T, B)
     with torch.no_grad():
         returns = discounted_returns(
-            rewards, model(batch["last_obs"])[1], batch["terminated"], batch["truncated"], config.gamma,
+            rewards,
+            model(batch["last_obs"])[1],
+            batch["terminated"],
+            batch["truncated"],
+            config.gamma,
             timeout_values=batch["timeout_value"],
         )
         advantages = returns - baseline
@@ -91,12 +100,18 @@ def reinforce_loss(model: nn.Module, batch: dict[str, torch.Tensor], config: PGC
     baseline_loss = 0.5 * ((returns - baseline) ** 2).mean()
     policy_entropy = entropy(log_probs)
     loss = policy_loss + config.vf_coef * baseline_loss - config.ent_coef * policy_entropy
-    return loss, {"policy_loss": policy_loss.detach(), "value_loss": baseline_loss.detach(), "entropy": policy_entropy.detach()}
+    return loss, {
+        "policy_loss": policy_loss.detach(),
+        "value_loss": baseline_loss.detach(),
+        "entropy": policy_entropy.detach(),
+    }
 
 
 class PG(OptimizedAlgorithm):
     def __init__(self, config: PGConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha)
+        optimizer = make_optimizer(
+            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
+        )
         super().__init__(config, model, budget_env_steps, optimizer)
 
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:

@@ -35,7 +35,9 @@ class PPOConfig:
         "anneal_env_steps for runs without one; constant: they stay",
         choices=("linear", "constant"),
     )
-    anneal_env_steps: Optional[int] = option(None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)")
+    anneal_env_steps: Optional[int] = option(
+        None, "horizon of the linear decay for runs without stop.env_steps (null: constant lr)"
+    )
     adam_eps: float = option(1e-5, "Adam's epsilon")
     gamma: float = option(0.99, "discount factor")
     gae_lambda: float = option(0.95, "GAE's lambda (Schulman et al. 2016)")
@@ -48,7 +50,9 @@ class PPOConfig:
     ent_coef: float = option(0.01, "weight of the entropy bonus")
     max_grad_norm: float = option(0.5, "gradients are clipped to this global norm")
     normalize_advantages: bool = option(True, "normalise advantages over each minibatch")
-    target_kl: Optional[float] = option(None, "stop an update's epochs once the approximate KL passes this (null: never)")
+    target_kl: Optional[float] = option(
+        None, "stop an update's epochs once the approximate KL passes this (null: never)"
+    )
     reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
     async_sampling: bool = option(False, "workers sample the next batch during the update (policy lag <= 1)")
 
@@ -176,8 +180,14 @@ class PPO(OptimizedAlgorithm):
         rewards = clip_rewards(batch["rewards"], cfg.reward_clip)
         with torch.no_grad():
             advantages, returns = gae(
-                rewards, batch["values"], batch["bootstrap_value"], batch["terminated"], batch["truncated"],
-                cfg.gamma, cfg.gae_lambda, timeout_values=batch["timeout_value"],
+                rewards,
+                batch["values"],
+                batch["bootstrap_value"],
+                batch["terminated"],
+                batch["truncated"],
+                cfg.gamma,
+                cfg.gae_lambda,
+                timeout_values=batch["timeout_value"],
             )
 
         # Flatten time and env axes: PPO's minibatches are i.i.d. samples of transitions.
@@ -200,8 +210,15 @@ class PPO(OptimizedAlgorithm):
             for start in range(0, n - minibatch_size + 1, minibatch_size):
                 index = permutation[start : start + minibatch_size]
                 loss, stats = ppo_loss(
-                    self.model, flat["obs"][index], flat["actions"][index], flat["old_logp"][index],
-                    flat["old_values"][index], flat["advantages"][index], flat["returns"][index], clip_coef, cfg,
+                    self.model,
+                    flat["obs"][index],
+                    flat["actions"][index],
+                    flat["old_logp"][index],
+                    flat["old_values"][index],
+                    flat["advantages"][index],
+                    flat["returns"][index],
+                    clip_coef,
+                    cfg,
                 )
                 grad_norm = self.gradient_step(loss)
                 for key, value in stats.items():

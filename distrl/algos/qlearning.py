@@ -12,14 +12,16 @@ value after a time-limit truncation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from distrl.algos.interface import AlgorithmSpec, Behaviour, Progress, SynchronousSettings, Update
 from distrl.options import option
+
+if TYPE_CHECKING:
+    from distrl.models import QTable
 
 
 @dataclass
@@ -55,9 +57,9 @@ def behaviour(config: QLearningConfig, at: Behaviour) -> dict[str, Any]:
 
 
 class QLearning:
-    def __init__(self, config: QLearningConfig, model: nn.Module, budget_env_steps: Optional[int]):
+    def __init__(self, config: QLearningConfig, model: QTable, budget_env_steps: Optional[int]):
         self.config = config
-        self.model = model  # a QTable
+        self.model = model
 
     @torch.no_grad()
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
@@ -87,8 +89,13 @@ class QLearning:
                 errors.append(abs(error))
         if self.model.table.device.type != "cpu":
             self.model.table.data.copy_(torch.from_numpy(table))
-        return Update({"td_error_abs": float(np.mean(errors)), "epsilon": epsilon(cfg, progress.env_steps),
-                       "q_max_mean": float(table.max(1).mean())})
+        return Update(
+            {
+                "td_error_abs": float(np.mean(errors)),
+                "epsilon": epsilon(cfg, progress.env_steps),
+                "q_max_mean": float(table.max(1).mean()),
+            }
+        )
 
     # No optimizer state: the table is the model's one parameter and is checkpointed with it.
     def state_dict(self) -> dict:

@@ -171,4 +171,13 @@ def make_env(env_id: str, seed: Optional[int] = None, **options: Any) -> gym.Env
 
 teaching.register()  # gymnasium.make("distrl/...") works once distrl.envs is imported
 
-__all__ = ["FAMILIES", "Family", "check_id", "family_of", "frame_stack_of", "frames_per_step", "make_env", "uses_pixels"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "check_id",
+    "family_of",
+    "frame_stack_of",
+    "frames_per_step",
+    "make_env",
+    "uses_pixels",
+]

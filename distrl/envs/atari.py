@@ -5,11 +5,15 @@ is done by the learner, so episode returns stay game scores."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import gymnasium as gym
-import numpy as np
 
 from distrl.envs.wrappers import EpisodeStats, FrameStack, MaxAndSkip, ResizeFrame, check_options
 from distrl.errors import EnvironmentNotAvailable
+
+if TYPE_CHECKING:
+    from ale_py.env import AtariEnv
 
 DEFAULTS = {
     "frame_skip": 4,
@@ -79,7 +83,7 @@ class EpisodicLife(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.game_over = terminated or truncated
-        lives = self.unwrapped.ale.lives()
+        lives = cast("AtariEnv", self.unwrapped).ale.lives()
         if 0 < lives < self.lives:
             terminated = True
         self.lives = lives
@@ -93,7 +97,7 @@ class EpisodicLife(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
         self.game_over = False
-        self.lives = self.unwrapped.ale.lives()
+        self.lives = cast("AtariEnv", self.unwrapped).ale.lives()
         return obs, info
 
 
@@ -131,7 +135,7 @@ def make(env_id: str, **options) -> gym.Env:
     env = EpisodeStats(env)
     if opts["terminal_on_life_loss"]:
         env = EpisodicLife(env)
-    if opts["fire_reset"] and "FIRE" in env.unwrapped.get_action_meanings():
+    if opts["fire_reset"] and "FIRE" in cast("AtariEnv", env.unwrapped).get_action_meanings():
         env = FireReset(env)
     env = ResizeFrame(env, opts["screen_size"])
     if opts["frame_stack"] > 1:

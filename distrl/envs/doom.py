@@ -8,12 +8,15 @@ offered as a discrete set of combinations (every combination of at most
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 
 from distrl.envs.wrappers import ButtonCombos, EpisodeStats, FrameStack, ResizeFrame, RewardScale, check_options
 from distrl.errors import EnvironmentNotAvailable
+
+if TYPE_CHECKING:
+    from vizdoom.gymnasium_wrapper.base_gymnasium_env import VizdoomEnv
 
 # The scenarios of the ViZDoom paper and its follow-ups, by their gymnasium ids.
 SCENARIOS = {
@@ -65,7 +68,7 @@ class TimeoutIsTruncation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if terminated and truncated and not self.unwrapped.game.is_player_dead():
+        if terminated and truncated and not cast("VizdoomEnv", self.unwrapped).game.is_player_dead():
             terminated = False
         return obs, reward, terminated, truncated, info
 
@@ -76,6 +79,7 @@ class Screen(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.ObservationWrapper.__init__(self, env)
+        assert isinstance(env.observation_space, gym.spaces.Dict)  # ViZDoom's observations are a dict
         self.observation_space = env.observation_space["screen"]
 
     def observation(self, observation):
@@ -97,7 +101,7 @@ def make(env_id: str, **options) -> gym.Env:
         disable_env_checker=True,
     )
     if explicit:
-        buttons = [str(b).split(".")[-1] for b in env.unwrapped.game.get_available_buttons()]
+        buttons = [str(b).split(".")[-1] for b in cast("VizdoomEnv", env.unwrapped).game.get_available_buttons()]
         env = ButtonCombos(env, buttons, opts["actions"])
     env = TimeoutIsTruncation(env)
     env = Screen(env)

@@ -145,8 +145,10 @@ class MarketMakingEnv(gym.Env):
             raise ConfigError(f"MarketMaking test_fraction must be in (0, 1); got {test_fraction}.")
         if history < 1:
             raise ConfigError(f"MarketMaking history must be >= 1; got {history}.")
-        quotes = synthetic_quotes(synthetic_length, data_seed) if data == "synthetic" else load_quotes(
-            data, data_format, price_scale
+        quotes = (
+            synthetic_quotes(synthetic_length, data_seed)
+            if data == "synthetic"
+            else load_quotes(data, data_format, price_scale)
         )
         cut = int(len(quotes) * (1 - test_fraction))
         quotes = {"train": quotes[:cut], "test": quotes[cut:], "all": quotes}[split]

@@ -60,7 +60,8 @@ def default_actions(game: str, buttons: list[Optional[str]]) -> list[list[str]]:
     if game.startswith("SuperMarioBros") and game.endswith("-Nes-v0"):
         return MARIO_ACTIONS
     # Generic: nothing pressed, or one playing button.
-    return [[]] + [[button] for button in buttons if button not in SYSTEM_BUTTONS]
+    nothing: list[str] = []
+    return [nothing] + [[button] for button in buttons if button is not None and button not in SYSTEM_BUTTONS]
 
 
 def default_reward_scale(game: str) -> float:
@@ -72,8 +73,7 @@ def _stable_retro():
         import stable_retro
     except ImportError:
         raise EnvironmentNotAvailable(
-            "Console games need stable-retro, which is not installed. Install it with "
-            "`pip install 'distrl[retro]'`."
+            "Console games need stable-retro, which is not installed. Install it with `pip install 'distrl[retro]'`."
         ) from None
     return stable_retro
 
@@ -90,7 +90,7 @@ def check_game(env_id: str) -> None:
         hint = f" Did you mean {', '.join(repr(PREFIX + c) for c in close)}?" if close else ""
         raise EnvironmentNotAvailable(
             f"stable-retro has no game {game!r}.{hint} Ids are 'retro/<Game>-<System>-v0'; "
-            f"`python -c \"import stable_retro; print(stable_retro.data.list_games())\"` lists them."
+            f'`python -c "import stable_retro; print(stable_retro.data.list_games())"` lists them.'
         )
     try:
         data.get_romfile_path(game, data.Integrations.ALL)

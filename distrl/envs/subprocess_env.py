@@ -29,7 +29,7 @@ def _serve(connection, make: Callable[[], gym.Env]) -> None:
         while True:
             command, payload = connection.recv()
             if command == "step":
-                result = env.step(payload)
+                result: tuple = env.step(payload)
             elif command == "reset":
                 result = env.reset(**payload)
             elif command == "close":
@@ -52,7 +52,9 @@ def _portable(error: BaseException) -> BaseException:
     RuntimeError carrying the child's traceback."""
     if isinstance(error, DistrlError):
         return error
-    return RuntimeError(f"{type(error).__name__}: {error}\n--- in the environment's process ---\n{traceback.format_exc()}")
+    return RuntimeError(
+        f"{type(error).__name__}: {error}\n--- in the environment's process ---\n{traceback.format_exc()}"
+    )
 
 
 class SubprocessEnv(gym.Env):

@@ -61,6 +61,7 @@ class OneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.ObservationWrapper.__init__(self, env)
+        assert isinstance(env.observation_space, gym.spaces.Discrete)  # callers check it
         self.n = int(env.observation_space.n)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (self.n,), np.float32)
 
@@ -81,6 +82,7 @@ class Discretize(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         from distrl.errors import ConfigError
 
         shape = env.observation_space.shape
+        assert shape is not None  # None only for composite (Dict, Tuple) spaces
         if len(bins) != shape[0] or len(bounds) != shape[0]:
             raise ConfigError(
                 f"env.options.bins and bounds need one entry per observation dimension ({shape[0]}); "
@@ -110,6 +112,7 @@ class ResizeFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         self.to_gray = to_gray
         self.interpolation = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}[interpolation]
         shape = env.observation_space.shape
+        assert shape is not None  # None only for composite (Dict, Tuple) spaces
         single_channel = len(shape) == 3 and shape[0] == 1
         self.color = len(shape) == 3 and shape[-1] == 3 and not single_channel and not to_gray
         out_shape = (3, size, size) if self.color else (size, size)
@@ -138,6 +141,7 @@ class FrameStack(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, k=k)
         gym.Wrapper.__init__(self, env)
         space = env.observation_space
+        assert isinstance(space, gym.spaces.Box)  # frames: it has low, high and a shape
         frame_shape = space.shape if len(space.shape) == 3 else (1, *space.shape)
         self._channels = frame_shape[0]
         self._stack = np.zeros((k * frame_shape[0], *frame_shape[1:]), dtype=space.dtype)
@@ -168,14 +172,16 @@ class MaxAndSkip(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, skip=skip)
         gym.Wrapper.__init__(self, env)
         self.skip = skip
-        self._frames = np.zeros((2, *env.observation_space.shape), dtype=np.uint8)
+        shape = env.observation_space.shape
+        assert shape is not None  # None only for composite (Dict, Tuple) spaces
+        self._frames = np.zeros((2, *shape), dtype=np.uint8)
 
     def step(self, action):
         if self.skip == 1:
             return self.env.step(action)
         total = 0.0
         terminated = truncated = False
-        info = {}
+        info: dict[str, Any] = {}
         for i in range(self.skip):
             obs, reward, terminated, truncated, info = self.env.step(action)
             total += float(reward)
@@ -247,6 +253,4 @@ def check_options(family: str, options: dict[str, Any], known: dict[str, Any]) -
             )
         if key in _MINIMUM and value is not None:
             if isinstance(value, bool) or not isinstance(value, int) or value < _MINIMUM[key]:
-                raise ConfigError(
-                    f"env.options.{key} must be a whole number >= {_MINIMUM[key]}, got {value!r}."
-                )
+                raise ConfigError(f"env.options.{key} must be a whole number >= {_MINIMUM[key]}, got {value!r}.")

@@ -9,13 +9,13 @@ from distrl.errors import ConfigError
 from distrl.models.cnn import NatureCNN
 from distrl.models.layers import orthogonal_init
 from distrl.models.mlp import MLP
-from distrl.models.q_network import QNetwork, QTable
+from distrl.models.q_network import QNetwork, QTable, Trunk
 
 
 class ActorCritic(nn.Module):
     """A categorical policy head and a value head, on one shared trunk or on two."""
 
-    def __init__(self, policy_trunk: nn.Module, value_trunk: nn.Module | None, num_actions: int):
+    def __init__(self, policy_trunk: Trunk, value_trunk: Trunk | None, num_actions: int):
         super().__init__()
         self.policy_trunk = policy_trunk
         self.value_trunk = value_trunk  # None: the value head shares the policy trunk
@@ -51,7 +51,7 @@ class ActorCritic(nn.Module):
         return self(obs)[1]
 
 
-def build_trunk(model_config, obs_space: gym.Space) -> nn.Module:
+def build_trunk(model_config, obs_space: gym.Space) -> Trunk:
     """Nature CNN for image stacks ``[C, H, W]``, MLP for vectors (``model.kind: auto``)."""
     shape = tuple(obs_space.shape or ())
     is_image = len(shape) == 3
@@ -84,7 +84,9 @@ def check_discrete(action_space: gym.Space) -> int:
     return int(action_space.n)
 
 
-def build_model(model_config, obs_space: gym.Space, action_space: gym.Space, head: str = "actor_critic") -> nn.Module:
+def build_model(
+    model_config, obs_space: gym.Space, action_space: gym.Space, head: str = "actor_critic"
+) -> ActorCritic | QNetwork | QTable:
     """The network an algorithm asks for (``head``): an actor-critic, a Q-network, or a
     Q-table, on the trunk that suits the observations."""
     num_actions = check_discrete(action_space)

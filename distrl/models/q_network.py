@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+from typing import Union
+
 import numpy as np
 import torch
 import torch.nn as nn
 
+from distrl.models.cnn import NatureCNN
 from distrl.models.layers import orthogonal_init
+from distrl.models.mlp import MLP
+
+# The networks a policy or Q-head sits on; both say how many features they give (output_dim).
+Trunk = Union[MLP, NatureCNN]
 
 
 def epsilon_greedy(q_values: torch.Tensor, epsilon: torch.Tensor | float) -> torch.Tensor:
@@ -23,7 +30,7 @@ class QNetwork(nn.Module):
     """Action values on an MLP or CNN trunk; with ``dueling`` the head is split into a state
     value and advantages, Q = V + A - mean(A) (Wang et al. 2016, eq. 9)."""
 
-    def __init__(self, trunk: nn.Module, num_actions: int, dueling: bool = True, hidden: int = 0):
+    def __init__(self, trunk: Trunk, num_actions: int, dueling: bool = True, hidden: int = 0):
         super().__init__()
         self.trunk = trunk
         self.dueling = dueling
@@ -31,7 +38,11 @@ class QNetwork(nn.Module):
 
         def head(out: int) -> nn.Module:
             if hidden:
-                return nn.Sequential(orthogonal_init(nn.Linear(size, hidden)), nn.ReLU(), orthogonal_init(nn.Linear(hidden, out), gain=1.0))
+                return nn.Sequential(
+                    orthogonal_init(nn.Linear(size, hidden)),
+                    nn.ReLU(),
+                    orthogonal_init(nn.Linear(hidden, out), gain=1.0),
+                )
             return orthogonal_init(nn.Linear(size, out), gain=1.0)
 
         self.advantage_head = head(num_actions)
@@ -42,18 +53,26 @@ class QNetwork(nn.Module):
         advantages = self.advantage_head(features)
         if not self.dueling:
             return advantages
+        assert self.value_head is not None  # built whenever dueling is on
         return self.value_head(features) + advantages - advantages.mean(-1, keepdim=True)
 
+    # ``self`` is any Q-valued module: QTable shares these two methods.
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, epsilon: np.ndarray | float = 0.0, greedy: bool = False) -> dict[str, torch.Tensor]:
+    def act(
+        self: nn.Module, obs: torch.Tensor, epsilon: np.ndarray | float = 0.0, greedy: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Epsilon-greedy actions, with Q(s, a) of the taken action and max_a Q(s, a), which
         the worker uses for the transitions' initial priorities."""
         q = self(obs)
         action = q.argmax(-1) if greedy else epsilon_greedy(q, torch.as_tensor(epsilon, dtype=torch.float32))
-        return {"actions": action, "q_taken": q.gather(-1, action.unsqueeze(-1)).squeeze(-1), "values": q.max(-1).values}
+        return {
+            "actions": action,
+            "q_taken": q.gather(-1, action.unsqueeze(-1)).squeeze(-1),
+            "values": q.max(-1).values,
+        }
 
     @torch.no_grad()
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def value(self: nn.Module, obs: torch.Tensor) -> torch.Tensor:
         return self(obs).max(-1).values
 
 

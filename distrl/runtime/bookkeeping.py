@@ -61,7 +61,9 @@ class Bookkeeping:
 
     def record_update(self, report: UpdateReport) -> None:
         if report.lost_fragments:
-            self.metrics.message(f"{report.lost_fragments} fragment(s) were lost with their node; the update used the others")
+            self.metrics.message(
+                f"{report.lost_fragments} fragment(s) were lost with their node; the update used the others"
+            )
         if not report.updates:
             return  # nothing learned (every fragment lost, or nothing to sample yet): nothing to record
         self.counters.learner_updates += report.updates
@@ -82,7 +84,11 @@ class Bookkeeping:
         stop = self.stop
         if stop.env_steps is not None and self.counters.env_steps >= stop.env_steps:
             return f"env_steps {self.counters.env_steps} >= {stop.env_steps}"
-        if stop.reward is not None and len(self.recent_returns) >= RETURN_WINDOW and self.episode_return_mean() >= stop.reward:
+        if (
+            stop.reward is not None
+            and len(self.recent_returns) >= RETURN_WINDOW
+            and self.episode_return_mean() >= stop.reward
+        ):
             return f"episode_return_mean {self.episode_return_mean():.2f} >= {stop.reward}"
         if stop.seconds is not None and self.elapsed() >= stop.seconds:
             return f"time {self.elapsed():.0f}s >= {stop.seconds}s"
@@ -139,5 +145,8 @@ class Bookkeeping:
         """What a checkpoint keeps of the bookkeeping."""
         from dataclasses import asdict
 
-        return {"counters": asdict(self.counters), "recent_returns": list(self.recent_returns),
-                "recent_lengths": list(self.recent_lengths)}
+        return {
+            "counters": asdict(self.counters),
+            "recent_returns": list(self.recent_returns),
+            "recent_lengths": list(self.recent_lengths),
+        }

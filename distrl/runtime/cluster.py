@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 import tempfile
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from distrl.errors import DistrlError
 
@@ -116,7 +116,7 @@ def connect(address: Optional[str], num_cpus: float) -> bool:
 
     if ray.is_initialized():
         return False
-    common = dict(logging_level="WARNING", log_to_driver=True, configure_logging=True)
+    common: dict[str, Any] = dict(logging_level="WARNING", log_to_driver=True, configure_logging=True)
     address = resolve_address(address)
     if address:
         if is_loopback(address):

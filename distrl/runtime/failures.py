@@ -34,7 +34,11 @@ def first_line(error: BaseException) -> str:
 
 def learner_died(out_dir: Path) -> DistrlError:
     latest = checkpoint.latest(out_dir)
-    where = f"the newest checkpoint is {latest}; continue with --resume {out_dir}" if latest else "no checkpoint was written yet"
+    where = (
+        f"the newest checkpoint is {latest}; continue with --resume {out_dir}"
+        if latest
+        else "no checkpoint was written yet"
+    )
     return DistrlError(
         f"The learner process died (its process was killed or its node left the cluster); the run "
         f"cannot go on without it. {where[0].upper() + where[1:]}."

@@ -85,8 +85,12 @@ class Learner:
     def get_state(self) -> dict[str, Any]:
         """Model and algorithm state on the CPU, for a checkpoint written by the driver."""
         model_state = {name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()}
-        return {"model": model_state, "algorithm": _to_cpu(self.algorithm.state_dict()), "version": self.version,
-                "updates": self.updates}
+        return {
+            "model": model_state,
+            "algorithm": _to_cpu(self.algorithm.state_dict()),
+            "version": self.version,
+            "updates": self.updates,
+        }
 
     def set_state(self, state: dict[str, Any]) -> int:
         self.model.load_state_dict(state["model"])

@@ -17,7 +17,7 @@ following steps are stored and while its frame history is still in the ring.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 import ray
@@ -172,7 +172,7 @@ class ReplayBuffer:
             new = np.arange(max(high0 + 1, low1), high1 + 1)
             if new.size:
                 p = self.arrays["priorities"][row, new % self.slots].astype(np.float64)
-                self.tree.update(self._leaves(row, new), p ** self.alpha if self.prioritized else np.ones(new.size))
+                self.tree.update(self._leaves(row, new), p**self.alpha if self.prioritized else np.ones(new.size))
         return self.size()
 
     # ------------------------------------------------------------------ reading
@@ -199,7 +199,8 @@ class ReplayBuffer:
         gradient steps; None while nothing can be sampled yet."""
         if self.tree.total <= 0:
             return None
-        return [self.sample(batch_size, beta) for _ in range(count)]
+        # Not None: sample() returns None only when the total priority is 0, checked above.
+        return cast(list[dict[str, np.ndarray]], [self.sample(batch_size, beta) for _ in range(count)])
 
     def sample(self, batch_size: int, beta: float) -> Optional[dict[str, np.ndarray]]:
         """``batch_size`` transitions drawn with probability proportional to their priority
@@ -239,9 +240,13 @@ class ReplayBuffer:
 
     def describe(self) -> dict[str, Any]:
         """What is stored, for people and tests: array shapes and the number of transitions."""
-        return {"shapes": {key: value.shape for key, value in self.arrays.items()}, "size": self.size(),
-                "stored_steps": int(self.count.sum()),
-                "streams": dict(self.rows), "slots_per_stream": self.slots}
+        return {
+            "shapes": {key: value.shape for key, value in self.arrays.items()},
+            "size": self.size(),
+            "stored_steps": int(self.count.sum()),
+            "streams": dict(self.rows),
+            "slots_per_stream": self.slots,
+        }
 
     def update_priorities(self, leaves: np.ndarray, absolute: np.ndarray, priorities: np.ndarray) -> None:
         """New |TD error| priorities for sampled transitions still in the buffer."""

@@ -46,7 +46,9 @@ class RolloutWorker:
     it survives this worker dying); ``work`` hands it to the flow's ``WorkerTask`` instead.
     """
 
-    def __init__(self, worker_id: int, config: Any, parameter_server: Any, seed: int, task: Optional[WorkerTask] = None):
+    def __init__(
+        self, worker_id: int, config: Any, parameter_server: Any, seed: int, task: Optional[WorkerTask] = None
+    ):
         # Workers share the machine's cores; one torch thread each keeps them from fighting.
         torch.set_num_threads(1)
         self.worker_id = worker_id
@@ -96,10 +98,14 @@ class RolloutWorker:
         T, K = self.config.runtime.fragment_length, len(self.envs)
         behaviour = {}
         if self.spec.behaviour is not None:
-            at = Behaviour(rank=request.rank, num_workers=request.num_workers, envs_per_worker=K, env_steps=request.env_steps)
+            at = Behaviour(
+                rank=request.rank, num_workers=request.num_workers, envs_per_worker=K, env_steps=request.env_steps
+            )
             behaviour = self.spec.behaviour(self.config.algo_config, at)
-        fragment = {name: schema.allocate(name, T, K, self.obs)
-                    for name in ("obs", "episode_start", "rewards", "terminated", "truncated", "timeout_value")}
+        fragment = {
+            name: schema.allocate(name, T, K, self.obs)
+            for name in ("obs", "episode_start", "rewards", "terminated", "truncated", "timeout_value")
+        }
         episode_returns, episode_lengths = [], []
         truncated_obs, truncated_at = [], []
         obs_tensor = torch.from_numpy(self.obs)  # shares memory with self.obs

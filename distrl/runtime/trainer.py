@@ -31,6 +31,7 @@ class Trainer:
         self.config = config
         self.out_dir = out_dir
         self.resume_state = resume_state
+        self.pool: Optional[WorkerPool] = None  # the rollout workers, from _start() until run() ends
 
     def _learner_gpus(self) -> float:
         wanted = self.config.runtime.num_gpus_per_learner
@@ -38,26 +39,36 @@ class Trainer:
             return 1.0 if cluster.cluster_gpus() >= 1 else 0.0
         return float(wanted)
 
-    def _start(self) -> None:
+    def _start(self) -> WorkerPool:
         """Create the actors in the order that starts processes soonest: the learner before
         the workers, so that its CPU on the head is taken first and its process imports torch
-        while the workers build their environments."""
+        while the workers build their environments. Returns the worker pool (``self.pool``)."""
         config, runtime = self.config, self.config.runtime
         head = cluster.on_head_node()
         gpus = self._learner_gpus()
-        self.parameter_server = ParameterServer.options(**head).remote()
+        # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
+        self.parameter_server = ParameterServer.options(**head).remote()  # type: ignore[attr-defined]
         self.flow = flow_for(config, ALGORITHMS[config.algo])
-        self.pool = WorkerPool(config, self.parameter_server, None, self.metrics, self.book.counters,
-                               learner_cpu_reserve=0.0 if gpus else runtime.num_cpus_per_learner)
+        self.pool = WorkerPool(
+            config,
+            self.parameter_server,
+            None,
+            self.metrics,
+            self.book.counters,
+            learner_cpu_reserve=0.0 if gpus else runtime.num_cpus_per_learner,
+        )
         count = self.pool.initial_count()
         self.flow.create_actors(count)
         # A GPU learner goes wherever the GPU is; a CPU learner stays on the head node.
-        self.learner = Learner.options(
+        # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
+        self.learner = Learner.options(  # type: ignore[attr-defined]
             num_cpus=runtime.num_cpus_per_learner, num_gpus=gpus, **({} if gpus else head)
         ).remote(config, self.parameter_server, self.flow.learner_side())
         self.pool.task = self.flow.worker_task(self.learner)
         spaces = self.pool.start(count)
-        device = get_from_learner(self.learner.setup.remote(*spaces), self.out_dir, "The learner could not build its model")
+        device = get_from_learner(
+            self.learner.setup.remote(*spaces), self.out_dir, "The learner could not build its model"
+        )
         if self.resume_state is not None:
             try:
                 ray.get(self.learner.set_state.remote(self.resume_state))
@@ -70,6 +81,7 @@ class Trainer:
             f"{runtime.envs_per_worker} envs on {self.pool.num_nodes} node(s), learner on "
             f"{device}; output in {self.out_dir}"
         )
+        return self.pool
 
     def _checkpoint(self) -> Path:
         state = get_from_learner(self.learner.get_state.remote(), self.out_dir)
@@ -78,7 +90,10 @@ class Trainer:
         self.book.counters.learner_updates = int(state["updates"])
         state.update(self.book.state())
         return checkpoint.save(
-            self.out_dir / "checkpoints", self.book.counters.learner_updates, state, self.config.to_yaml(),
+            self.out_dir / "checkpoints",
+            self.book.counters.learner_updates,
+            state,
+            self.config.to_yaml(),
             self.config.output.keep_checkpoints,
         )
 
@@ -90,22 +105,24 @@ class Trainer:
         for stale in (out / "checkpoints").glob(".tmp-*"):  # a write cut off by a crash
             shutil.rmtree(stale, ignore_errors=True)
         (out / "config.yaml").write_text(self.config.to_yaml())
-        self.metrics = MetricsWriter(out, self.config.output.tensorboard, self.config.output.console, self.config.stop.env_steps)
+        self.metrics = MetricsWriter(
+            out, self.config.output.tensorboard, self.config.output.console, self.config.stop.env_steps
+        )
         self.book = Bookkeeping(self.config, self.metrics, self.resume_state)
         self.book.checkpoint = self._checkpoint
         runtime = self.config.runtime
         started_ray = False
-        self.pool: Optional[WorkerPool] = None
+        self.pool = None
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             wanted = runtime.num_cpus_per_learner + (
                 0 if runtime.num_workers == "auto" else runtime.num_workers * runtime.num_cpus_per_worker
             )
             started_ray = cluster.connect(runtime.address, wanted)
-            self._start()
+            pool = self._start()
             self.book.start_clock()
             try:
-                reason = self.flow.run(self.pool, self.learner, self.book, out)
+                reason = self.flow.run(pool, self.learner, self.book, out)
             except KeyboardInterrupt:
                 self.book.counters.time_s = self.book.elapsed()
                 path = self._checkpoint()

@@ -71,8 +71,12 @@ class WorkerPool:
         up to ``runtime.max_workers``."""
         if not self.elastic:
             return int(self.runtime.num_workers)
-        count = max(1, cluster.worker_slots(self.runtime.num_cpus_per_worker, free_only=False,
-                                            head_reserve=self.learner_cpu_reserve))
+        count = max(
+            1,
+            cluster.worker_slots(
+                self.runtime.num_cpus_per_worker, free_only=False, head_reserve=self.learner_cpu_reserve
+            ),
+        )
         return min(count, self.runtime.max_workers) if self.runtime.max_workers else count
 
     # ---------------------------------------------------------------- placing
@@ -97,7 +101,8 @@ class WorkerPool:
         # A new seed for every worker ever created, so a replacement does not replay its
         # predecessor's episodes.
         seed = self.config.seed * 1_000_003 + 10_007 * worker_id + self.seed_offset
-        self.workers[worker_id] = RolloutWorker.options(
+        # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
+        self.workers[worker_id] = RolloutWorker.options(  # type: ignore[attr-defined]
             num_cpus=self.runtime.num_cpus_per_worker, scheduling_strategy="SPREAD"
         ).remote(worker_id, self.config, self.parameter_server, seed, self.task)
         return worker_id
@@ -223,7 +228,9 @@ class WorkerPool:
                 f"({self.counters.worker_restarts} restart(s) so far)"
             )
         if not self.workers:
-            raise DistrlError(f"Every rollout worker is gone (the last: {reason}); the cluster has no room for new ones.")
+            raise DistrlError(
+                f"Every rollout worker is gone (the last: {reason}); the cluster has no room for new ones."
+            )
 
     def _node_left(self, node: str, error: BaseException) -> bool:
         """Did the worker fail because its node left the cluster? A node that goes away

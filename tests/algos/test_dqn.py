@@ -16,10 +16,15 @@ def one_hot(states, n=3):
 def one_terminal_transition():
     """State 0, action 0, reward 1, then the episode ends."""
     return {
-        "obs": one_hot([0]), "actions": torch.tensor([0]), "rewards": torch.tensor([[1.0]]),
-        "terminated": torch.tensor([[True]]), "truncated": torch.tensor([[False]]),
-        "next_obs": one_hot([1]), "cut": torch.tensor([False]),
-        "cut_value": torch.tensor([0.0]), "weights": torch.tensor([1.0]),
+        "obs": one_hot([0]),
+        "actions": torch.tensor([0]),
+        "rewards": torch.tensor([[1.0]]),
+        "terminated": torch.tensor([[True]]),
+        "truncated": torch.tensor([[False]]),
+        "next_obs": one_hot([1]),
+        "cut": torch.tensor([False]),
+        "cut_value": torch.tensor([0.0]),
+        "weights": torch.tensor([1.0]),
     }
 
 
@@ -74,7 +79,9 @@ def test_target_network_copies_every_interval_or_follows_by_polyak():
 
 def test_epsilon_ladder_over_all_env_copies():
     config = DQNConfig(epsilon_base=0.4, epsilon_alpha=7.0, epsilon_anneal_env_steps=0)
-    ladder = np.concatenate([epsilons(config, Behaviour(rank=w, num_workers=2, envs_per_worker=4, env_steps=0)) for w in range(2)])
+    ladder = np.concatenate(
+        [epsilons(config, Behaviour(rank=w, num_workers=2, envs_per_worker=4, env_steps=0)) for w in range(2)]
+    )
     expected = 0.4 ** (1 + 7 * np.arange(8) / 7)
     np.testing.assert_allclose(ladder, expected, rtol=1e-6)
     annealing = DQNConfig(epsilon_base=0.4, epsilon_alpha=7.0, epsilon_anneal_env_steps=1000)

@@ -24,8 +24,21 @@ BUDGETS = {
 def test_cartpole_reaches_475(tmp_path, algo):
     out = tmp_path / algo
     result = run_distrl(
-        "train", "--algo", algo, "--env", "CartPole-v1", "--num-workers", "2", "--stop-reward", "475",
-        "--stop-env-steps", str(BUDGETS[algo]), "--seed", "1", "--out", str(out),
+        "train",
+        "--algo",
+        algo,
+        "--env",
+        "CartPole-v1",
+        "--num-workers",
+        "2",
+        "--stop-reward",
+        "475",
+        "--stop-env-steps",
+        str(BUDGETS[algo]),
+        "--seed",
+        "1",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     last = read_progress(out)[-1]

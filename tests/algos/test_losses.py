@@ -74,9 +74,16 @@ def make_batch(seed, model, T=6, B=3, behaviour_noise=0.5):
         bootstrap_value = model(last_obs)[1]
     logp = logp + behaviour_noise * torch.randn(T, B, generator=g)
     return {
-        "obs": obs, "actions": actions, "logp": logp, "values": values.view(T, B), "rewards": rewards,
-        "terminated": terminated, "truncated": truncated, "timeout_value": timeout_value,
-        "last_obs": last_obs, "bootstrap_value": bootstrap_value,
+        "obs": obs,
+        "actions": actions,
+        "logp": logp,
+        "values": values.view(T, B),
+        "rewards": rewards,
+        "terminated": terminated,
+        "truncated": truncated,
+        "timeout_value": timeout_value,
+        "last_obs": last_obs,
+        "bootstrap_value": bootstrap_value,
     }
 
 
@@ -162,6 +169,7 @@ def reference_actor_critic(model, batch, cfg):
     logps, values, bootstrap = per_row_outputs(model, batch)
     returns, advantages = {}, {}
     for b in range(B):
+
         def column(key, b=b):
             return [float(batch[key][t, b]) for t in range(T)]
 
@@ -184,8 +192,11 @@ def reference_actor_critic(model, batch, cfg):
     value_loss = 0.5 * sum((returns[k] - values[k]) ** 2 for k in keys) / n
     policy_entropy = sum(row_entropy(logps[k]) for k in keys) / n
     loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * policy_entropy
-    stats = {"policy_loss": float(policy_loss.detach()), "value_loss": float(value_loss.detach()),
-             "entropy": float(policy_entropy.detach())}
+    stats = {
+        "policy_loss": float(policy_loss.detach()),
+        "value_loss": float(value_loss.detach()),
+        "entropy": float(policy_entropy.detach()),
+    }
     return loss, stats, returns, advantages
 
 
@@ -230,8 +241,14 @@ def reference_vtrace_for(model, batch, cfg):
     logps, values, bootstrap = per_row_outputs(model, batch)
     target_logp = {k: float(logps[k][int(batch["actions"][k])].detach()) for k in logps}
     vs, pg_adv, rhos = slow_vtrace(
-        batch, target_logp, {k: float(v.detach()) for k, v in values.items()}, bootstrap,
-        cfg.gamma, cfg.clip_rho, cfg.clip_c, cfg.reward_clip,
+        batch,
+        target_logp,
+        {k: float(v.detach()) for k, v in values.items()},
+        bootstrap,
+        cfg.gamma,
+        cfg.clip_rho,
+        cfg.clip_c,
+        cfg.reward_clip,
     )
     return logps, values, vs, pg_adv, rhos
 
@@ -269,8 +286,14 @@ A2C_CASES = [
 def test_actor_critic_loss_matches_step_by_step_reference(gamma, lam, normalize_advantages, reward_clip):
     model = make_model(0)
     batch = make_batch(0, model)
-    cfg = A2CConfig(gamma=gamma, gae_lambda=lam, normalize_advantages=normalize_advantages,
-                    reward_clip=reward_clip, vf_coef=0.7, ent_coef=0.05)
+    cfg = A2CConfig(
+        gamma=gamma,
+        gae_lambda=lam,
+        normalize_advantages=normalize_advantages,
+        reward_clip=reward_clip,
+        vf_coef=0.7,
+        ent_coef=0.05,
+    )
     loss, stats = actor_critic_loss(model, batch, cfg)
     ref_loss, ref_stats, _, advantages = reference_actor_critic(model, batch, cfg)
     # The inputs are not degenerate: rewards beyond the clip, advantages of both signs.
@@ -296,7 +319,11 @@ def test_episode_ends_change_the_a2c_loss():
     batch = make_batch(0, model)
     cfg = A2CConfig(gamma=0.9, gae_lambda=0.8)
     _, ref_stats, _, _ = reference_actor_critic(model, batch, cfg)
-    no_ends = {**batch, "terminated": torch.zeros_like(batch["terminated"]), "truncated": torch.zeros_like(batch["truncated"])}
+    no_ends = {
+        **batch,
+        "terminated": torch.zeros_like(batch["terminated"]),
+        "truncated": torch.zeros_like(batch["truncated"]),
+    }
     _, stats = actor_critic_loss(model, no_ends, cfg)
     assert abs(float(stats["value_loss"]) - ref_stats["value_loss"]) > 1e-3
 
@@ -320,8 +347,17 @@ def rmsprop_reference(params, grads_per_step, lrs, alpha, eps):
 def test_a2c_learn_reports_reference_stats_and_takes_a_clipped_rmsprop_step():
     model = make_model(3)
     batch = make_batch(3, model)
-    cfg = A2CConfig(lr=1e-3, lr_schedule="constant", gamma=0.9, gae_lambda=0.9, max_grad_norm=0.2,
-                    optimizer="rmsprop", rmsprop_alpha=0.99, optimizer_eps=1e-5, reward_clip=1.0)
+    cfg = A2CConfig(
+        lr=1e-3,
+        lr_schedule="constant",
+        gamma=0.9,
+        gae_lambda=0.9,
+        max_grad_norm=0.2,
+        optimizer="rmsprop",
+        rmsprop_alpha=0.99,
+        optimizer_eps=1e-5,
+        reward_clip=1.0,
+    )
     reference_model = copy.deepcopy(model)
     ref_loss, ref_stats, _, _ = reference_actor_critic(reference_model, batch, cfg)
     ref_loss.backward()
@@ -337,7 +373,7 @@ def test_a2c_learn_reports_reference_stats_and_takes_a_clipped_rmsprop_step():
     assert update.stats["learning_rate"] == pytest.approx(1e-3)
     scale = cfg.max_grad_norm / (norm + 1e-6)
     expected = rmsprop_reference(before, [[g.numpy() * scale for g in ref_grads]], [cfg.lr], 0.99, 1e-5)
-    for p, e, b in zip(model.parameters(), expected, before):
+    for p, e, _ in zip(model.parameters(), expected, before):
         np.testing.assert_allclose(p.detach().double().numpy(), e, rtol=0, atol=2e-6)
     assert any(np.abs(p.detach().numpy() - b).max() > 1e-3 for p, b in zip(model.parameters(), before))
 
@@ -374,10 +410,13 @@ def test_a3c_worker_gradients_are_the_reference_gradients_clipped(max_grad_norm)
         assert sent_norm == pytest.approx(norm, rel=1e-5)
 
 
-@pytest.mark.parametrize("schedule, budget, env_steps, expected_lr", [
-    ("constant", None, 500, 0.01),
-    ("linear", 1000, 250, 0.0075),
-])
+@pytest.mark.parametrize(
+    "schedule, budget, env_steps, expected_lr",
+    [
+        ("constant", None, 500, 0.01),
+        ("linear", 1000, 250, 0.0075),
+    ],
+)
 def test_a3c_apply_gradients_is_a_shared_rmsprop_step(schedule, budget, env_steps, expected_lr):
     cfg = A3CConfig(lr=0.01, lr_schedule=schedule, optimizer="rmsprop", rmsprop_alpha=0.9, optimizer_eps=0.1)
     model = make_model(2)
@@ -421,16 +460,24 @@ def test_vtrace_targets_and_impala_loss_match_step_by_step_reference(gamma, clip
     model = make_model(4)
     batch = make_batch(4, model, T=7, B=4)
     T, B = batch["actions"].shape
-    cfg = IMPALAConfig(gamma=gamma, clip_rho=clip_rho, clip_c=clip_c, reward_clip=reward_clip, vf_coef=0.7, ent_coef=0.03)
+    cfg = IMPALAConfig(
+        gamma=gamma, clip_rho=clip_rho, clip_c=clip_c, reward_clip=reward_clip, vf_coef=0.7, ent_coef=0.03
+    )
     logps, values, vs, pg_adv, ratios = reference_vtrace_for(model, batch, cfg)
     # The importance weights lie on both sides of both truncation levels.
     assert min(ratios.values()) < min(clip_c, 1) and max(ratios.values()) > clip_rho
 
     targets = vtrace_targets(model, batch, cfg)
     target_logp = {k: float(logps[k][int(batch["actions"][k])].detach()) for k in logps}
-    torch.testing.assert_close(targets["target_logp"].detach().double(), as_grid(target_logp, T, B), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(targets["values"].detach().double(), as_grid({k: float(v.detach()) for k, v in values.items()}, T, B),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        targets["target_logp"].detach().double(), as_grid(target_logp, T, B), rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(
+        targets["values"].detach().double(),
+        as_grid({k: float(v.detach()) for k, v in values.items()}, T, B),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     torch.testing.assert_close(targets["vs"].double(), as_grid(vs, T, B), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(targets["pg_advantages"].double(), as_grid(pg_adv, T, B), rtol=1e-5, atol=1e-5)
 
@@ -475,8 +522,9 @@ def test_vtrace_with_on_policy_data_and_no_episode_ends_is_the_n_step_return():
     expected = torch.zeros(T, B, dtype=torch.float64)
     for b in range(B):
         for s in range(T):
-            expected[s, b] = sum(gamma ** (t - s) * float(batch["rewards"][t, b]) for t in range(s, T)) \
-                + gamma ** (T - s) * float(batch["bootstrap_value"][b])
+            expected[s, b] = sum(gamma ** (t - s) * float(batch["rewards"][t, b]) for t in range(s, T)) + gamma ** (
+                T - s
+            ) * float(batch["bootstrap_value"][b])
     torch.testing.assert_close(targets["vs"].double(), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -487,8 +535,9 @@ def test_vtrace_with_on_policy_data_and_no_episode_ends_is_the_n_step_return():
 def test_appo_loss_matches_elementwise_clipped_surrogate(normalize_advantages):
     model = make_model(6)
     batch = make_batch(6, model, T=6, B=4, behaviour_noise=0.4)
-    cfg = APPOConfig(gamma=0.9, clip_coef=0.2, normalize_advantages=normalize_advantages,
-                     vf_coef=0.6, ent_coef=0.02, reward_clip=1.0)
+    cfg = APPOConfig(
+        gamma=0.9, clip_coef=0.2, normalize_advantages=normalize_advantages, vf_coef=0.6, ent_coef=0.02, reward_clip=1.0
+    )
     T = batch["actions"].shape[0]
     columns = torch.tensor([3, 1])
     with torch.no_grad():
@@ -518,8 +567,12 @@ def test_appo_loss_matches_elementwise_clipped_surrogate(normalize_advantages):
     ref_value = 0.5 * sum((vs[k] - values[k]) ** 2 for k in keys) / n
     ref_entropy = sum(row_entropy(logps[k]) for k in keys) / n
     ref_loss = ref_policy + cfg.vf_coef * ref_value - cfg.ent_coef * ref_entropy
-    ref_stats = {"policy_loss": ref_policy.item(), "value_loss": ref_value.item(),
-                 "entropy": ref_entropy.item(), "clip_fraction": clipped_count / n}
+    ref_stats = {
+        "policy_loss": ref_policy.item(),
+        "value_loss": ref_value.item(),
+        "entropy": ref_entropy.item(),
+        "clip_fraction": clipped_count / n,
+    }
 
     loss, stats = appo_loss(model, batch, targets, columns, cfg)
     assert_stats(stats, ref_stats)

@@ -32,7 +32,9 @@ def reference_loss(model, batch, config):
             following = rewards[t, b] + config.gamma * following
             returns[t, b] = following
     advantages = returns - baseline
-    policy_loss = -np.mean([advantages[t, b] * log_probs[t, b, batch["actions"][t, b]] for t in range(T) for b in range(B)])
+    policy_loss = -np.mean(
+        [advantages[t, b] * log_probs[t, b, batch["actions"][t, b]] for t in range(T) for b in range(B)]
+    )
     baseline_loss = 0.5 * np.mean((returns - baseline) ** 2)
     entropy = -np.mean((np.exp(log_probs) * log_probs).sum(-1))
     return policy_loss + config.vf_coef * baseline_loss - config.ent_coef * entropy

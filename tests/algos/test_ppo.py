@@ -66,8 +66,15 @@ def test_unclipped_value_loss():
     config = PPOConfig(normalize_advantages=False, clip_value_loss=False)
     b = hand_batch()
     _, stats = ppo_loss(
-        FixedPolicy([0.0, 0.0], 1.0), b["obs"], b["actions"], b["old_logp"], b["old_values"],
-        b["advantages"], b["returns"], 0.2, config,
+        FixedPolicy([0.0, 0.0], 1.0),
+        b["obs"],
+        b["actions"],
+        b["old_logp"],
+        b["old_values"],
+        b["advantages"],
+        b["returns"],
+        0.2,
+        config,
     )
     # 0.5 * mean((1-2)^2, (1-0)^2, 0, 0, (1-3)^2) = 0.5 * 6 / 5
     assert stats["value_loss"].item() == pytest.approx(0.6, abs=1e-12)
@@ -84,8 +91,15 @@ def test_clipped_samples_carry_no_policy_gradient():
     old_logp = logp - ratios.log()
     clipped = [0, 3]  # r=1.5 with A>0 and r=0.5 with A<0
     loss, _ = ppo_loss(
-        model, b["obs"][clipped], b["actions"][clipped], old_logp[clipped], b["old_values"][clipped],
-        b["advantages"][clipped], b["returns"][clipped], 0.2, config,
+        model,
+        b["obs"][clipped],
+        b["actions"][clipped],
+        old_logp[clipped],
+        b["old_values"][clipped],
+        b["advantages"][clipped],
+        b["returns"][clipped],
+        0.2,
+        config,
     )
     loss.backward()
     assert torch.count_nonzero(model.logits.grad) == 0
@@ -93,8 +107,15 @@ def test_clipped_samples_carry_no_policy_gradient():
     model.logits.grad = None
     unclipped = [1, 2, 4]
     loss, _ = ppo_loss(
-        model, b["obs"][unclipped], b["actions"][unclipped], old_logp[unclipped], b["old_values"][unclipped],
-        b["advantages"][unclipped], b["returns"][unclipped], 0.2, config,
+        model,
+        b["obs"][unclipped],
+        b["actions"][unclipped],
+        old_logp[unclipped],
+        b["old_values"][unclipped],
+        b["advantages"][unclipped],
+        b["returns"][unclipped],
+        0.2,
+        config,
     )
     loss.backward()
     assert torch.count_nonzero(model.logits.grad) > 0

@@ -57,8 +57,19 @@ def test_frozenlake_is_solved_by_the_greedy_policy(tmp_path):
     The rate is computed exactly from the table; 100 greedy episodes through `distrl eval`
     must agree with it within 4 standard errors."""
     out = tmp_path / "run"
-    result = run_distrl("train", "--algo", "qlearning", "--env", "FrozenLake-v1", "--num-workers", "2",
-                        "--stop-env-steps", "200000", "--out", str(out))
+    result = run_distrl(
+        "train",
+        "--algo",
+        "qlearning",
+        "--env",
+        "FrozenLake-v1",
+        "--num-workers",
+        "2",
+        "--stop-env-steps",
+        "200000",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (saved,) = sorted((out / "checkpoints").glob("ckpt-*"))[-1:]
     table = torch.load(saved / "state.pt", weights_only=True)["model"]["table"].numpy()

@@ -48,7 +48,10 @@ def test_gae_matches_step_by_step_reference(gamma, lam):
     timeout_values = rng.normal(size=(T, B))
 
     expected = slow_gae(rewards, values, bootstrap, terminated, truncated, timeout_values, gamma, lam)
-    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float64)
+
+    def as_tensor(a):
+        return torch.as_tensor(a, dtype=torch.float64)
+
     advantages, returns = gae(
         as_tensor(rewards),
         as_tensor(values),
@@ -72,7 +75,13 @@ def test_gae_with_lambda_one_gives_discounted_returns():
     bootstrap = rng.normal(size=B)
     no = torch.zeros((T, B), dtype=torch.bool)
     _, returns = gae(
-        torch.as_tensor(rewards), torch.as_tensor(rng.normal(size=(T, B))), torch.as_tensor(bootstrap), no, no, gamma, 1.0
+        torch.as_tensor(rewards),
+        torch.as_tensor(rng.normal(size=(T, B))),
+        torch.as_tensor(bootstrap),
+        no,
+        no,
+        gamma,
+        1.0,
     )
     expected = np.zeros((T, B))
     for t in range(T):
@@ -119,8 +128,14 @@ def test_discounted_returns_match_step_by_step_sums():
             else:
                 total += discount * bootstrap[b]
             expected[t, b] = total
-    got = discounted_returns(torch.as_tensor(rewards), torch.as_tensor(bootstrap), torch.as_tensor(terminated),
-                             torch.as_tensor(truncated), gamma, timeout_values=torch.as_tensor(timeout_values))
+    got = discounted_returns(
+        torch.as_tensor(rewards),
+        torch.as_tensor(bootstrap),
+        torch.as_tensor(terminated),
+        torch.as_tensor(truncated),
+        gamma,
+        timeout_values=torch.as_tensor(timeout_values),
+    )
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10)
 
 
@@ -132,18 +147,19 @@ def test_nstep_targets_match_step_by_step_sums():
     rewards = rng.normal(size=(B, n))
     terminated = rng.random((B, n)) < 0.1
     truncated = (rng.random((B, n)) < 0.1) & ~terminated
-    returns, discounts, steps = nstep_targets(torch.as_tensor(rewards), torch.as_tensor(terminated),
-                                              torch.as_tensor(truncated), gamma)
+    returns, discounts, steps = nstep_targets(
+        torch.as_tensor(rewards), torch.as_tensor(terminated), torch.as_tensor(truncated), gamma
+    )
     for b in range(B):
         total, m, ended_terminal = 0.0, n, False
         for j in range(n):
-            total += gamma ** j * rewards[b, j]
+            total += gamma**j * rewards[b, j]
             if terminated[b, j] or truncated[b, j]:
                 m, ended_terminal = j + 1, bool(terminated[b, j])
                 break
         assert returns[b].item() == pytest.approx(total, abs=1e-10)
         assert steps[b].item() == m
-        assert discounts[b].item() == pytest.approx(0.0 if ended_terminal else gamma ** m)
+        assert discounts[b].item() == pytest.approx(0.0 if ended_terminal else gamma**m)
 
 
 def slow_vtrace(behaviour_logp, target_logp, rewards, values, bootstrap, discounts, clip_rho, clip_c):
@@ -175,11 +191,20 @@ def test_vtrace_matches_the_sum_form(clip_rho, clip_c):
     target_logp = np.log(rng.uniform(0.1, 0.9, (T, B)))
     rewards, values, bootstrap = rng.normal(size=(T, B)), rng.normal(size=(T, B)), rng.normal(size=B)
     discounts = 0.95 * ~terminated
-    expected_vs, expected_pg = slow_vtrace(behaviour_logp, target_logp, rewards, values, bootstrap, discounts,
-                                           clip_rho, clip_c)
+    expected_vs, expected_pg = slow_vtrace(
+        behaviour_logp, target_logp, rewards, values, bootstrap, discounts, clip_rho, clip_c
+    )
     t = torch.as_tensor
-    vs, pg = vtrace(t(behaviour_logp), t(target_logp), t(rewards), t(values), t(bootstrap), t(discounts),
-                    clip_rho=clip_rho, clip_c=clip_c)
+    vs, pg = vtrace(
+        t(behaviour_logp),
+        t(target_logp),
+        t(rewards),
+        t(values),
+        t(bootstrap),
+        t(discounts),
+        clip_rho=clip_rho,
+        clip_c=clip_c,
+    )
     np.testing.assert_allclose(vs.numpy(), expected_vs, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(pg.numpy(), expected_pg, rtol=1e-9, atol=1e-9)
 
@@ -199,4 +224,6 @@ def test_on_policy_vtrace_equals_nstep_returns():
     returns = discounted_returns(rewards, bootstrap, done, torch.zeros_like(done), gamma)
     np.testing.assert_allclose(vs.numpy(), returns.numpy(), rtol=1e-10, atol=1e-10)
     next_returns = torch.cat([returns[1:], bootstrap[None]])
-    np.testing.assert_allclose(pg.numpy(), (rewards + gamma * (~done).double() * next_returns - values).numpy(), atol=1e-10)
+    np.testing.assert_allclose(
+        pg.numpy(), (rewards + gamma * (~done).double() * next_returns - values).numpy(), atol=1e-10
+    )

@@ -108,7 +108,9 @@ def test_market_making_split_by_time():
 
 def test_lobster_files_and_their_price_scale(tmp_path):
     # ask price 1, ask size 1, bid price 1, bid size 1, level 2 ...: prices in 1/10,000 dollars
-    data = write(tmp_path / "book.csv", "1000200,5,999900,3,1000300,1,999800,2\n1000100,4,1000000,1,1000200,1,999900,9\n")
+    data = write(
+        tmp_path / "book.csv", "1000200,5,999900,3,1000300,1,999800,2\n1000100,4,1000000,1,1000200,1,999900,9\n"
+    )
     quotes = load_quotes(data)
     np.testing.assert_allclose(quotes, [[99.99, 100.02], [100.0, 100.01]])
     np.testing.assert_allclose(load_quotes(data, price_scale=100.0), quotes * 100)

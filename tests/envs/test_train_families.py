@@ -24,8 +24,9 @@ RUNS = [
 @pytest.mark.parametrize("env_id,frames_per_step,extra", RUNS, ids=[r[0] for r in RUNS])
 def test_smoke_train(tmp_path, env_id, frames_per_step, extra):
     out = tmp_path / "run"
-    result = run_distrl("train", "--env", env_id, "--num-workers", "2", "--stop-env-steps", "3000",
-                        "--out", str(out), *extra)
+    result = run_distrl(
+        "train", "--env", env_id, "--num-workers", "2", "--stop-env-steps", "3000", "--out", str(out), *extra
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_progress(out)
     last = records[-1]

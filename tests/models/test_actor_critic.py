@@ -34,8 +34,11 @@ def test_build_model_picks_the_network_from_the_spaces():
     logits, value = mlp(torch.zeros(3, 4))
     assert logits.shape == (3, 2) and value.shape == (3,)
     assert mlp.value_trunk is not None  # vector preset: separate trunks
-    cnn = build_model(resolve({"model": {"kind": "auto"}}).model, gym.spaces.Box(0, 255, (4, 84, 84), np.uint8),
-                      gym.spaces.Discrete(6))
+    cnn = build_model(
+        resolve({"model": {"kind": "auto"}}).model,
+        gym.spaces.Box(0, 255, (4, 84, 84), np.uint8),
+        gym.spaces.Discrete(6),
+    )
     logits, value = cnn(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))
     assert logits.shape == (2, 6) and value.shape == (2,) and cnn.value_trunk is None
     with pytest.raises(ConfigError, match="discrete actions"):

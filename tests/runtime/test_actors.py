@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import ray
 
-from distrl.config import resolve
 from distrl.algos.interface import Progress
+from distrl.config import resolve
 from distrl.runtime.flows.synchronous import LearnFromFragments
 from distrl.runtime.fragment import collate
 from distrl.runtime.learner import Learner
@@ -106,7 +106,9 @@ def test_time_limit_steps_carry_the_value_of_their_final_observation(ray_local):
     """Episodes cut by a time limit bootstrap from V(final obs): the worker records that value
     exactly at truncated, non-terminal steps, and nowhere else."""
     T, K = 24, 2
-    config = resolve({"env": {"options": {"max_episode_steps": 5}}, "runtime": {"envs_per_worker": K, "fragment_length": T}})
+    config = resolve(
+        {"env": {"options": {"max_episode_steps": 5}}, "runtime": {"envs_per_worker": K, "fragment_length": T}}
+    )
     ps, (worker,), infos = start(config, 1)
     learner = Learner.remote(config, ps, LearnFromFragments())
     ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))

@@ -37,10 +37,16 @@ class RecordingBook(Bookkeeping):
 
 def run_flow(tmp_path: Path, algo: str, env_steps: int, **sections):
     """The trainer's start-up, done by hand so the test can keep the flow's handles."""
-    config = resolve({
-        "algo": algo, "seed": 3, "runtime": {"num_workers": WORKERS, "envs_per_worker": K, "fragment_length": T},
-        "stop": {"env_steps": env_steps}, "output": {"console": "off", "tensorboard": False}, **sections,
-    })
+    config = resolve(
+        {
+            "algo": algo,
+            "seed": 3,
+            "runtime": {"num_workers": WORKERS, "envs_per_worker": K, "fragment_length": T},
+            "stop": {"env_steps": env_steps},
+            "output": {"console": "off", "tensorboard": False},
+            **sections,
+        }
+    )
     metrics = MetricsWriter(tmp_path, tensorboard=False, console="off", total_env_steps=env_steps)
     book = RecordingBook(config, metrics)
     book.checkpoint = lambda: tmp_path
@@ -115,7 +121,10 @@ def test_gradient_flow_applies_one_gradient_per_counted_fragment(ray_local, tmp_
 def test_replay_flow_stores_every_counted_step_and_keeps_the_replay_ratio(ray_local, tmp_path):
     ratio, batch = 4.0, 16
     book, flow, state = run_flow(
-        tmp_path, "dqn", 4000, dqn={"learning_starts": 500, "replay_ratio": ratio, "batch_size": batch, "replay_shards": 2},
+        tmp_path,
+        "dqn",
+        4000,
+        dqn={"learning_starts": 500, "replay_ratio": ratio, "batch_size": batch, "replay_shards": 2},
     )
     counted = book.counters.env_steps
     # The last writes may still be arriving at the shards when the driver asks.

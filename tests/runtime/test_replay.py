@@ -28,11 +28,14 @@ def test_pixel_replay_stores_each_frame_once_and_rebuilds_stacks(ray_local):
     every sampled observation, next observation and n-step return must equal what the
     worker saw, while the buffer holds one frame per step."""
     T, K, n, gamma = 25, 2, 3, 0.9
-    config = resolve({
-        "algo": "dqn", "env": {"id": "distrl/Catch-v0", "options": {"screen_size": 16}},
-        "runtime": {"envs_per_worker": K, "fragment_length": T},
-        "dqn": {"n_step": n, "gamma": gamma, "prioritized": False},
-    })
+    config = resolve(
+        {
+            "algo": "dqn",
+            "env": {"id": "distrl/Catch-v0", "options": {"screen_size": 16}},
+            "runtime": {"envs_per_worker": K, "fragment_length": T},
+            "dqn": {"n_step": n, "gamma": gamma, "prioritized": False},
+        }
+    )
     worker = RolloutWorker.remote(0, config, ParameterServer.remote(), seed=3)
     ray.get(worker.setup.remote())
     replay = ReplayBuffer.remote(10_000, K, 4, n, False, 0.6, 0)
@@ -54,16 +57,18 @@ def test_pixel_replay_stores_each_frame_once_and_rebuilds_stacks(ray_local):
         np.testing.assert_array_equal(sampled["obs"][j], obs[i, k])
         m, expected = 0, 0.0
         while m < n:
-            expected += gamma ** m * rewards[i + m, k]
+            expected += gamma**m * rewards[i + m, k]
             m += 1
             if done[i + m - 1, k]:
                 break
         # The window of the n steps that follow, and the target DQN builds from it.
         np.testing.assert_array_equal(sampled["rewards"][j], rewards[i : i + n, k])
-        returns, discount, _ = nstep_targets(*(torch.tensor(sampled[key][j : j + 1]) for key in ("rewards", "terminated", "truncated")), gamma)
+        returns, discount, _ = nstep_targets(
+            *(torch.tensor(sampled[key][j : j + 1]) for key in ("rewards", "terminated", "truncated")), gamma
+        )
         assert returns.item() == pytest.approx(expected, abs=1e-6)
         np.testing.assert_array_equal(sampled["next_obs"][j], obs[i + m, k])
-        assert discount.item() == pytest.approx(0.0 if done[i + m - 1, k] else gamma ** m)
+        assert discount.item() == pytest.approx(0.0 if done[i + m - 1, k] else gamma**m)
     assert len(set(sampled["absolute"])) > 20
     # The newest n steps of each stream cannot be sampled yet: their n-step window is open.
     assert max(sampled["absolute"]) <= 3 * T - 1 - n

@@ -10,11 +10,11 @@ Workers never wait for each other, so their updates interleave in arrival order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import ray
 
-from distrl.algos.interface import Progress
+from distrl.algos.interface import GradientAlgorithm, Progress
 from distrl.runtime.flows.base import Flow
 from distrl.runtime.fragment import collate
 from distrl.runtime.learner import Learner, LearnerSide, UpdateReport
@@ -32,7 +32,8 @@ class PushGradients:
     def run(self, worker: RolloutWorker, request: Request) -> dict[str, Any]:
         fragment, summary = worker.rollout(request)
         worker.model.train()
-        gradients, stats = worker.spec.algorithm_class.gradients(worker.model, collate([fragment], "cpu"), worker.config.algo_config)
+        algorithm = cast("type[GradientAlgorithm]", worker.spec.algorithm_class)  # this flow's kind
+        gradients, stats = algorithm.gradients(worker.model, collate([fragment], "cpu"), worker.config.algo_config)
         worker.model.eval()
         report = ray.get(self.learner.update.remote((gradients, worker.version), Progress(env_steps=request.env_steps)))
         report.stats = {**stats, **report.stats}

@@ -100,15 +100,21 @@ class LearnFromReplay:
             self.shard_totals = np.array([chunk[-1]["total"] if chunk else 0.0 for chunk in chunks]) + 1e-12
             for j in range(count):
                 parts = [(shard, chunk[j]) for shard, chunk in zip(self.shards, chunks) if chunk is not None]
-                batch = {key: torch.from_numpy(np.concatenate([part[key] for _, part in parts])).to(learner.device)
-                         for key in BATCH_KEYS}
-                batch["weights"] = torch.from_numpy(global_weights([part for _, part in parts], beta)).to(learner.device)
+                batch = {
+                    key: torch.from_numpy(np.concatenate([part[key] for _, part in parts])).to(learner.device)
+                    for key in BATCH_KEYS
+                }
+                batch["weights"] = torch.from_numpy(global_weights([part for _, part in parts], beta)).to(
+                    learner.device
+                )
                 update = learner.algorithm.learn(batch, progress)
                 assert update.priorities is not None, "a replay algorithm's learn must return new priorities"
                 offset = 0
                 for shard, part in parts:
                     size = len(part["leaves"])
-                    shard.update_priorities.remote(part["leaves"], part["absolute"], update.priorities[offset : offset + size])
+                    shard.update_priorities.remote(
+                        part["leaves"], part["absolute"], update.priorities[offset : offset + size]
+                    )
                     offset += size
                     lags.append(float(np.mean(learner.version - part["policy_version"])))
                 for key, value in update.stats.items():
@@ -116,7 +122,9 @@ class LearnFromReplay:
                 taken += 1
                 consumed += len(batch["actions"])
         stats = {key: value / max(taken, 1) for key, value in totals.items()}
-        return UpdateReport(stats=stats, updates=taken, consumed_steps=consumed, policy_lag=float(np.mean(lags)) if lags else 0.0)
+        return UpdateReport(
+            stats=stats, updates=taken, consumed_steps=consumed, policy_lag=float(np.mean(lags)) if lags else 0.0
+        )
 
 
 class ReplayFlow(Flow):
@@ -129,9 +137,15 @@ class ReplayFlow(Flow):
         streams = num_workers * self.config.runtime.envs_per_worker
         self.frame_stack = frame_stack_of(self.config.env.id, self.config.env.options)
         self.shards = [
-            ReplayBuffer.options(**cluster.on_head_node()).remote(
-                settings.capacity // settings.shards, len(range(index, streams, settings.shards)), self.frame_stack,
-                settings.n_step, settings.prioritized, settings.priority_alpha, self.config.seed + index,
+            # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
+            ReplayBuffer.options(**cluster.on_head_node()).remote(  # type: ignore[attr-defined]
+                settings.capacity // settings.shards,
+                len(range(index, streams, settings.shards)),
+                self.frame_stack,
+                settings.n_step,
+                settings.prioritized,
+                settings.priority_alpha,
+                self.config.seed + index,
             )
             for index in range(settings.shards)
         ]

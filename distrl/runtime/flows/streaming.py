@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from distrl.algos.interface import Progress
+from distrl.algos.interface import Progress, StreamingSettings
 from distrl.runtime.flows.base import Flow
 from distrl.runtime.flows.synchronous import LearnFromFragments
 from distrl.runtime.learner import LearnerSide
@@ -21,6 +21,8 @@ from distrl.runtime.worker_pool import SAMPLE
 
 
 class StreamingFlow(Flow):
+    settings: StreamingSettings
+
     def learner_side(self) -> LearnerSide:
         return LearnFromFragments()
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from distrl.algos.interface import Progress
+from distrl.algos.interface import Progress, SynchronousSettings
 from distrl.runtime.flows.base import Flow, fetch_surviving
 from distrl.runtime.fragment import collate
 from distrl.runtime.learner import Learner, LearnerSide, UpdateReport
@@ -30,11 +30,17 @@ class LearnFromFragments:
             return UpdateReport(updates=0, lost_fragments=lost)
         lags = [learner.version - int(fragment["policy_version"]) for fragment in fragments]
         update = learner.algorithm.learn(collate(fragments, learner.device), progress)
-        return UpdateReport(stats=update.stats, consumed_steps=sum(fragment["rewards"].size for fragment in fragments),
-                            policy_lag=float(np.mean(lags)), lost_fragments=lost)
+        return UpdateReport(
+            stats=update.stats,
+            consumed_steps=sum(fragment["rewards"].size for fragment in fragments),
+            policy_lag=float(np.mean(lags)),
+            lost_fragments=lost,
+        )
 
 
 class SynchronousFlow(Flow):
+    settings: SynchronousSettings
+
     def learner_side(self) -> LearnerSide:
         return LearnFromFragments()
 
@@ -67,4 +73,3 @@ class SynchronousFlow(Flow):
             reason = self.after_update()
             if reason:
                 return reason
-
