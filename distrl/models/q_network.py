@@ -30,23 +30,12 @@ class QNetwork(nn.Module):
     """Action values on an MLP or CNN trunk; with ``dueling`` the head is split into a state
     value and advantages, Q = V + A - mean(A) (Wang et al. 2016, eq. 9)."""
 
-    def __init__(self, trunk: Trunk, num_actions: int, dueling: bool = True, hidden: int = 0):
+    def __init__(self, trunk: Trunk, num_actions: int, dueling: bool = True):
         super().__init__()
         self.trunk = trunk
         self.dueling = dueling
-        size = trunk.output_dim
-
-        def head(out: int) -> nn.Module:
-            if hidden:
-                return nn.Sequential(
-                    orthogonal_init(nn.Linear(size, hidden)),
-                    nn.ReLU(),
-                    orthogonal_init(nn.Linear(hidden, out), gain=1.0),
-                )
-            return orthogonal_init(nn.Linear(size, out), gain=1.0)
-
-        self.advantage_head = head(num_actions)
-        self.value_head = head(1) if dueling else None
+        self.advantage_head = orthogonal_init(nn.Linear(trunk.output_dim, num_actions), gain=1.0)
+        self.value_head = orthogonal_init(nn.Linear(trunk.output_dim, 1), gain=1.0) if dueling else None
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         features = self.trunk(obs)
@@ -85,9 +74,6 @@ class QTable(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.float() @ self.table
-
-    def states(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.argmax(-1)
 
     act = QNetwork.act
     value = QNetwork.value
