@@ -4,8 +4,9 @@ runs the updates its data flow feeds it, and publishes each new version of the w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
+import numpy as np
 import ray
 import torch
 
@@ -25,6 +26,7 @@ class UpdateReport:
     stats: dict[str, float] = field(default_factory=dict)
     updates: int = 1
     consumed_steps: int = 0
+    weights: Optional[dict[str, np.ndarray]] = None  # the new version's, for a flow without broadcast
     policy_lag: float = 0.0
     lost_fragments: int = 0
     version: int = 0
@@ -33,7 +35,13 @@ class UpdateReport:
 class LearnerSide(Protocol):
     """A data flow's learner side (``runtime/flows/``): what one ``Learner.update`` call does
     with its input (fragment refs, a number of replay steps, a worker's gradients). It travels
-    to the learner when the learner is created."""
+    to the learner when the learner is created.
+
+    ``broadcast``: new versions go to the parameter server, and an update returns once it
+    holds them, so that any request made after it sees them. Without it the new weights ride
+    back in the report to the one caller that needs them (a worker that pushed gradients)."""
+
+    broadcast: bool
 
     def update(self, learner: "Learner", inputs: Any, progress: Progress) -> UpdateReport: ...
 
@@ -78,7 +86,10 @@ class Learner:
         if report.updates:
             self.version += 1
             self.updates += report.updates
-            self.publish()
+            if self.side.broadcast:
+                self.publish()
+            else:
+                report.weights = get_weights(self.model)
         report.version = self.version
         return report
 

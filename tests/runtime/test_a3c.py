@@ -34,11 +34,17 @@ def test_a_slow_worker_does_not_hold_the_fast_one_back(ray_local):
     # another while the slow one was working, and the slow one's in between.
     slow_version = slow_summary["update"].version
     assert sorted(fast_versions + [slow_version]) == list(range(1, len(fast_versions) + 2))
-    assert ray.get(server.get_version.remote()) == len(fast_versions) + 1
+    assert ray.get(learner.get_state.remote())["version"] == len(fast_versions) + 1
     # The slow worker computed on version 0; the fast one's updates landed before its own.
     assert slow_summary["update"].policy_lag == slow_version - 1 >= 5, (slow_version, fast_versions)
     final = ray.get(learner.get_state.remote())["model"]
     assert any(not np.array_equal(final[name], initial[name]) for name in initial)
-    # Workers pull the newest weights before their next fragment.
+    # A worker leaves each push holding the newest weights: the learner's, with its gradient.
+    final_version, weights = ray.get(slow.get_weights.remote())
+    assert final_version == slow_version
     ray.get(slow.work.remote(request))
-    assert ray.get(slow.get_weights.remote())[0] == len(fast_versions) + 1
+    state = ray.get(learner.get_state.remote())
+    version, weights = ray.get(slow.get_weights.remote())
+    assert version == state["version"] == len(fast_versions) + 2
+    for name, tensor in state["model"].items():
+        np.testing.assert_array_equal(weights[name], tensor.numpy())

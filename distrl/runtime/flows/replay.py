@@ -74,6 +74,7 @@ class LearnFromReplay:
     shards: list[Any]
     settings: ReplaySettings
     shard_totals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    broadcast = True
 
     def _request(self, count: int, beta: float) -> list[Any]:
         # Each shard gives its share of the batch in proportion to its total priority (as last

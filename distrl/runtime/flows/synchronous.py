@@ -24,6 +24,8 @@ class LearnFromFragments:
     """The learner side of the fragment flows: fetch the fragments (skipping any lost with
     their node), concatenate them along the env axis, and call the algorithm's ``learn``."""
 
+    broadcast = True
+
     def update(self, learner: Learner, fragment_refs: list[Any], progress: Progress) -> UpdateReport:
         fragments, lost = fetch_surviving(fragment_refs)
         if not fragments:
