@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy, make_optimizer, normalize
+from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy, normalize
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import gae
 from distrl.options import option
@@ -115,12 +115,6 @@ def actor_critic_loss(
 
 
 class A2C(OptimizedAlgorithm):
-    def __init__(self, config: A2CConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(
-            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
-        )
-        super().__init__(config, model, budget_env_steps, optimizer)
-
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         lr = self.scheduled_lr(progress.env_steps)
         loss, stats = actor_critic_loss(self.model, batch, self.config)

@@ -10,13 +10,12 @@ other, so their updates interleave in whatever order they arrive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn as nn
 
 from distrl.algos.a2c import A2CConfig, actor_critic_loss
-from distrl.algos.common import OptimizedAlgorithm, make_optimizer
+from distrl.algos.common import OptimizedAlgorithm
 from distrl.algos.interface import AlgorithmSpec, Gradients, GradientSettings, Progress, Update
 from distrl.options import option
 
@@ -61,12 +60,6 @@ PRESETS = {
 class A3C(OptimizedAlgorithm):
     """The learner's side: one optimizer shared by all workers' gradients (the paper's
     shared RMSProp statistics)."""
-
-    def __init__(self, config: A3CConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(
-            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
-        )
-        super().__init__(config, model, budget_env_steps, optimizer)
 
     @staticmethod
     def gradients(

@@ -9,12 +9,11 @@ several epochs of minibatches per batch of fragments.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from distrl.algos.common import OptimizedAlgorithm, chosen, clipped_surrogate, entropy, make_optimizer, normalize
+from distrl.algos.common import OptimizedAlgorithm, chosen, clipped_surrogate, entropy, normalize
 from distrl.algos.impala import IMPALAConfig, vtrace_targets
 from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
 from distrl.options import option
@@ -78,12 +77,6 @@ def appo_loss(
 
 
 class APPO(OptimizedAlgorithm):
-    def __init__(self, config: APPOConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(
-            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
-        )
-        super().__init__(config, model, budget_env_steps, optimizer)
-
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         cfg = self.config
         lr = self.scheduled_lr(progress.env_steps)

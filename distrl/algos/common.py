@@ -72,11 +72,18 @@ class OptimizedAlgorithm:
     """
 
     def __init__(
-        self, config: Any, model: nn.Module, budget_env_steps: Optional[int], optimizer: torch.optim.Optimizer
+        self,
+        config: Any,
+        model: nn.Module,
+        budget_env_steps: Optional[int],
+        optimizer: Optional[torch.optim.Optimizer] = None,
     ):
         self.config = config
         self.model = model
-        self.optimizer = optimizer
+        # Without one given, the config's: ``optimizer``, ``lr``, ``optimizer_eps``, ``rmsprop_alpha``.
+        self.optimizer = optimizer or make_optimizer(
+            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
+        )
         self.horizon = budget_env_steps or getattr(config, "anneal_env_steps", None)
 
     def remaining(self, env_steps: int) -> float:

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy, make_optimizer
+from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy
 from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
 from distrl.algos.returns import vtrace
 from distrl.options import option
@@ -130,12 +130,6 @@ def impala_loss(targets: dict[str, torch.Tensor], config: Any) -> tuple[torch.Te
 
 
 class IMPALA(OptimizedAlgorithm):
-    def __init__(self, config: IMPALAConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(
-            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
-        )
-        super().__init__(config, model, budget_env_steps, optimizer)
-
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         lr = self.scheduled_lr(progress.env_steps)
         targets = vtrace_targets(self.model, batch, self.config)

@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy, make_optimizer, normalize
+from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy, normalize
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import discounted_returns
 from distrl.options import option
@@ -108,12 +108,6 @@ def reinforce_loss(
 
 
 class PG(OptimizedAlgorithm):
-    def __init__(self, config: PGConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = make_optimizer(
-            config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
-        )
-        super().__init__(config, model, budget_env_steps, optimizer)
-
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         lr = self.scheduled_lr(progress.env_steps)
         loss, stats = reinforce_loss(self.model, batch, self.config)

@@ -3,6 +3,7 @@ close every update (record it, rescale, report, checkpoint, check the stop rules
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,7 +35,7 @@ def fetch_surviving(refs: list[ray.ObjectRef]) -> tuple[list[Any], int]:
     return found, len(refs) - len(found)
 
 
-class Flow:
+class Flow(ABC):
     """A data flow: its actors beyond the common ones, its worker side, its learner side and
     its driver loop. The trainer builds it from the algorithm's flow settings, creates the
     learner and the workers with the sides it hands out, and calls ``run``."""
@@ -47,10 +48,13 @@ class Flow:
     # ---------------------------------------------------------------- set-up, before the loop
 
     def create_actors(self, num_workers: int) -> None:
-        """Actors of this flow alone (replay shards), created before the learner and workers."""
+        """Actors of this flow alone (replay shards), created before the learner and workers.
+        An optional hook: most flows have none."""
+        return None
 
+    @abstractmethod
     def learner_side(self) -> LearnerSide:
-        raise NotImplementedError
+        """The object that runs each ``Learner.update`` of this flow."""
 
     def worker_task(self, learner: Any) -> Optional[WorkerTask]:
         """The workers' task (None: workers only ``sample`` and return their fragments)."""
@@ -63,8 +67,9 @@ class Flow:
         self.pool, self.learner, self.book, self.out_dir = pool, learner, book, out_dir
         return self.loop()
 
+    @abstractmethod
     def loop(self) -> str:
-        raise NotImplementedError
+        """The driver loop; returns the stop rule that ended it."""
 
     # ---------------------------------------------------------------- steps the loops share
 
