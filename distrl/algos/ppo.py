@@ -15,9 +15,16 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-from torch.distributions import Categorical
 
-from distrl.algos.common import OptimizedAlgorithm, clip_rewards, clipped_surrogate, normalize
+from distrl.algos.common import (
+    OptimizedAlgorithm,
+    chosen,
+    clip_rewards,
+    clipped_surrogate,
+    entropy,
+    make_optimizer,
+    normalize,
+)
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import gae
 from distrl.options import option
@@ -123,8 +130,8 @@ def ppo_loss(
     with r = pi(a|s) / pi_old(a|s) computed from the behaviour log-probabilities.
     """
     logits, values = model(obs)
-    dist = Categorical(logits=logits)
-    logp = dist.log_prob(actions)
+    log_probs = logits.log_softmax(-1)
+    logp = chosen(log_probs, actions)
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
 
@@ -139,8 +146,8 @@ def ppo_loss(
     else:
         value_loss = 0.5 * ((values - returns) ** 2).mean()
 
-    entropy = dist.entropy().mean()
-    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+    mean_entropy = entropy(log_probs)
+    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * mean_entropy
 
     with torch.no_grad():
         # Unbiased, non-negative KL estimator (Schulman, "Approximating KL divergence").
@@ -149,7 +156,7 @@ def ppo_loss(
     stats = {
         "policy_loss": policy_loss.detach(),
         "value_loss": value_loss.detach(),
-        "entropy": entropy.detach(),
+        "entropy": mean_entropy.detach(),
         "approx_kl": approx_kl,
         "clip_fraction": clip_fraction,
     }
@@ -169,7 +176,7 @@ class PPO(OptimizedAlgorithm):
     minibatch updates."""
 
     def __init__(self, config: PPOConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+        optimizer = make_optimizer("adam", model.parameters(), config.lr, config.adam_eps)
         super().__init__(config, model, budget_env_steps, optimizer)
 
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
@@ -202,7 +209,7 @@ class PPO(OptimizedAlgorithm):
         n = flat["actions"].shape[0]
         minibatch_size = max(1, n // cfg.num_minibatches)
 
-        totals: dict[str, float] = {}
+        totals: dict[str, torch.Tensor] = {}
         num_steps = 0
         stop_early = False
         for _ in range(cfg.epochs):
@@ -220,16 +227,16 @@ class PPO(OptimizedAlgorithm):
                     clip_coef,
                     cfg,
                 )
-                grad_norm = self.gradient_step(loss)
+                stats["grad_norm"] = self.gradient_step(loss, sync=False)
+                # Summed as tensors: a float() per minibatch costs more than a small model's step.
                 for key, value in stats.items():
-                    totals[key] = totals.get(key, 0.0) + float(value)
-                totals["grad_norm"] = totals.get("grad_norm", 0.0) + grad_norm
+                    totals[key] = totals[key] + value if key in totals else value
                 num_steps += 1
-            if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
+            if cfg.target_kl is not None and float(stats["approx_kl"]) > cfg.target_kl:
                 stop_early = True
                 break
 
-        result = {key: value / max(num_steps, 1) for key, value in totals.items()}
+        result = {key: float(value) / max(num_steps, 1) for key, value in totals.items()}
         result.update(
             learning_rate=lr,
             clip_coef=clip_coef,

@@ -27,6 +27,7 @@ class UpdateReport:
     updates: int = 1
     consumed_steps: int = 0
     weights: Optional[dict[str, np.ndarray]] = None  # the new version's, for a flow without broadcast
+    published: Optional[tuple[int, Any]] = None  # (version, weights ref) of a broadcast, for the next requests
     policy_lag: float = 0.0
     lost_fragments: int = 0
     version: int = 0
@@ -37,9 +38,10 @@ class LearnerSide(Protocol):
     with its input (fragment refs, a number of replay steps, a worker's gradients). It travels
     to the learner when the learner is created.
 
-    ``broadcast``: new versions go to the parameter server, and an update returns once it
-    holds them, so that any request made after it sees them. Without it the new weights ride
-    back in the report to the one caller that needs them (a worker that pushed gradients)."""
+    ``broadcast``: each new version is put in the object store once; the report hands its ref
+    to the driver, whose next requests bring it to the workers, and the parameter server keeps
+    it for anyone who asks outside those requests. Without it the new weights ride back in the
+    report to the one caller that needs them (a worker that pushed gradients)."""
 
     broadcast: bool
 
@@ -56,28 +58,56 @@ class Learner:
         self.config = config
         self.parameter_server = parameter_server
         self.side = side
+        self.published: Optional[tuple[int, Any]] = None
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    def setup(self, observation_space: Any, action_space: Any) -> str:
-        """Build the model and the algorithm, publish version 0; returns the device's name."""
+    def setup(self, observation_space: Any, action_space: Any, busy_cpus: Optional[dict[str, float]] = None) -> str:
+        """Build the model and the algorithm, publish version 0; returns the device's name.
+        ``busy_cpus``: per node, the CPUs rollout workers keep busy while the learner updates
+        (what ``runtime.learner_threads: auto`` leaves them)."""
         config = self.config
         torch.manual_seed(config.seed)
+        threads = self._threads(busy_cpus or {})
         spec = ALGORITHMS[config.algo]
         self.model = build_model(config.model, observation_space, action_space, spec.model_head).to(self.device)
         self.algorithm = spec.algorithm_class(config.algo_config, self.model, config.stop.env_steps)
         self.version = 0
         self.updates = 0  # what the flow counts as updates (versions, or gradient steps)
-        self.publish()
+        self.publish(wait=True)
         if self.device.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)})"
-        return "cpu"
+        return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
 
-    def publish(self) -> int:
+    def _threads(self, busy_cpus: dict[str, float]) -> int:
+        """Ray starts an actor with one thread per CPU it reserved; a CPU learner takes what
+        ``runtime.learner_threads`` says instead."""
+        wanted = self.config.runtime.learner_threads
+        if wanted == "auto":
+            from distrl.runtime import cluster
+
+            node = ray.get_runtime_context().get_node_id()
+            node_cpus = cluster.alive_nodes().get(node, float(torch.get_num_threads()))
+            wanted = max(1, int(node_cpus - busy_cpus.get(node, 0.0) + 1e-9))
+        if self.device.type == "cpu":
+            torch.set_num_threads(int(wanted))
+        return torch.get_num_threads()
+
+    def publish(self, wait: bool = False) -> int:
         """Put the weights in the object store once and hand the ref to the ParameterServer.
-        Waits for the ParameterServer so that a worker asking after this returns sees it."""
+        ``wait`` (set-up and restore, before any worker holds weights): return once the
+        ParameterServer holds them, so that a worker set up after this gets them from it.
+        During training nobody waits: the driver passes the ref on with its requests."""
         weights_ref = ray.put(get_weights(self.model))
-        ray.get(self.parameter_server.publish.remote([weights_ref], self.version))
+        self.published = (self.version, weights_ref)
+        done = self.parameter_server.publish.remote([weights_ref], self.version)
+        if wait:
+            ray.get(done)
         return self.version
+
+    def newest_weights(self) -> Optional[tuple[int, Any]]:
+        """``(version, ref)`` of the weights published last: the driver's first requests bring
+        them to the workers."""
+        return self.published
 
     def update(self, inputs: Any, progress: Progress) -> UpdateReport:
         """One update by this run's flow; a new version is published when the weights changed."""
@@ -88,6 +118,7 @@ class Learner:
             self.updates += report.updates
             if self.side.broadcast:
                 self.publish()
+                report.published = self.published
             else:
                 report.weights = get_weights(self.model)
         report.version = self.version
@@ -108,7 +139,7 @@ class Learner:
         self.algorithm.load_state_dict(state["algorithm"])
         self.version = int(state["version"])
         self.updates = int(state.get("updates", state["version"]))
-        return self.publish()
+        return self.publish(wait=True)
 
 
 def _to_cpu(value: Any) -> Any:

@@ -13,7 +13,8 @@ import torch
 
 from distrl.algos import ALGORITHMS
 from distrl.algos.interface import Behaviour
-from distrl.envs import frames_per_step, make_env
+from distrl.envs import frames_per_step
+from distrl.envs.vector import VectorEnv, make_vector_env
 from distrl.models import build_model
 from distrl.runtime import fragment as schema
 from distrl.runtime.weights import get_weights, set_weights
@@ -21,11 +22,14 @@ from distrl.runtime.weights import get_weights, set_weights
 
 @dataclass(frozen=True)
 class Request:
-    """What the driver tells a worker with each request about the run."""
+    """What the driver tells a worker with each request about the run. ``weights``: the
+    newest published ``(version, ref)`` the driver knows of, so that the worker needs no
+    round trip of its own to find out (None: keep the weights it has)."""
 
     env_steps: int = 0
     num_workers: int = 1
     rank: int = 0  # this worker's position among the current workers
+    weights: Optional[tuple[int, Any]] = None
 
 
 class WorkerTask(Protocol):
@@ -38,9 +42,10 @@ class WorkerTask(Protocol):
 
 @ray.remote
 class RolloutWorker:
-    """Steps its ``envs_per_worker`` copies as one batch (one forward pass for all K), and
-    before each fragment pulls the newest weights from the ParameterServer, only when the
-    version changed. Image observations stay uint8.
+    """Steps its ``envs_per_worker`` copies as one batch (``envs/vector.py``: one forward pass
+    and one batched env step for all K) and cuts fragments. Weights: version 0 from the
+    ParameterServer at set-up, then whatever newer version a request brings. Image
+    observations stay uint8.
 
     ``sample`` returns the fragment to the driver as its own object (owned by the driver, so
     it survives this worker dying); ``work`` hands it to the flow's ``WorkerTask`` instead.
@@ -51,29 +56,38 @@ class RolloutWorker:
     ):
         # Workers share the machine's cores; one torch thread each keeps them from fighting.
         torch.set_num_threads(1)
+        # Action sampling draws from torch's generator: seeded, a worker's choices repeat.
+        torch.manual_seed(seed)
         self.worker_id = worker_id
         self.config = config
         self.spec = ALGORITHMS[config.algo]
         self.parameter_server = parameter_server
         self.seed = seed
         self.task = task
-        self.envs: list = []
+        self.envs: Optional[VectorEnv] = None
 
     def setup(self) -> dict[str, Any]:
-        """Build the envs and the policy. Kept out of ``__init__`` so that an error (an
-        unknown env, a missing ROM) reaches the driver as the original exception."""
+        """Build the envs and the policy and take the published weights. Kept out of
+        ``__init__`` so that an error (an unknown env, a missing ROM) reaches the driver as
+        the original exception."""
         cfg = self.config
-        self.envs = [
-            make_env(cfg.env.id, seed=self.seed + k, **cfg.env.options) for k in range(cfg.runtime.envs_per_worker)
-        ]
-        self.observation_space = self.envs[0].observation_space
-        self.action_space = self.envs[0].action_space
+        self.envs = make_vector_env(
+            cfg.env.id,
+            cfg.runtime.envs_per_worker,
+            self.seed,
+            cfg.env.options,
+            vectorize=cfg.env.vectorize,
+            num_threads=max(1, int(cfg.runtime.num_cpus_per_worker)),
+        )
+        self.observation_space = self.envs.observation_space
+        self.action_space = self.envs.action_space
         self.model = build_model(cfg.model, self.observation_space, self.action_space, self.spec.model_head)
         self.model.eval()
         self.version = -1
+        self.pull_weights()
         self.frames_per_step = frames_per_step(cfg.env.id, cfg.env.options)
-        self.obs = np.stack([env.reset()[0] for env in self.envs]).astype(self.observation_space.dtype)
-        self.episode_start = np.ones(len(self.envs), dtype=bool)
+        self.obs = self.envs.reset()
+        self.episode_start = np.ones(self.envs.num_envs, dtype=bool)
         return {
             "pid": os.getpid(),
             "node_id": ray.get_runtime_context().get_node_id(),
@@ -82,11 +96,19 @@ class RolloutWorker:
         }
 
     def pull_weights(self) -> bool:
-        """Fetch the newest weights if the ParameterServer has a newer version; True if it did."""
+        """Ask the ParameterServer for a newer version than ours (at set-up, and for callers
+        outside the driver's loop); True if there was one."""
         latest = ray.get(self.parameter_server.latest.remote(self.version))
         if latest is None:
             return False
         version, (weights_ref,) = latest
+        return self.take_weights((version, weights_ref))
+
+    def take_weights(self, weights: Optional[tuple[int, Any]]) -> bool:
+        """Load ``(version, ref)`` if it is newer than what this worker holds."""
+        if weights is None or weights[0] <= self.version:
+            return False
+        version, weights_ref = weights
         set_weights(self.model, ray.get(weights_ref))
         self.version = version
         return True
@@ -94,8 +116,9 @@ class RolloutWorker:
     def rollout(self, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         """One fragment of ``fragment_length`` steps from every env copy, and its summary:
         the steps, frames and finished episodes the driver counts."""
-        pulled = self.pull_weights()
-        T, K = self.config.runtime.fragment_length, len(self.envs)
+        assert self.envs is not None, "setup() first"
+        pulled = self.take_weights(request.weights)
+        T, K = self.config.runtime.fragment_length, self.envs.num_envs
         behaviour = {}
         if self.spec.behaviour is not None:
             at = Behaviour(
@@ -106,9 +129,9 @@ class RolloutWorker:
             name: schema.allocate(name, T, K, self.obs)
             for name in ("obs", "episode_start", "rewards", "terminated", "truncated", "timeout_value")
         }
-        episode_returns, episode_lengths = [], []
+        episode_returns: list[float] = []
+        episode_lengths: list[int] = []
         truncated_obs, truncated_at = [], []
-        obs_tensor = torch.from_numpy(self.obs)  # shares memory with self.obs
 
         with torch.inference_mode():
             for t in range(T):
@@ -116,29 +139,24 @@ class RolloutWorker:
                 fragment["episode_start"][t] = self.episode_start
                 # What the policy reports about its choice (actions, log-probabilities,
                 # values, Q-values) is recorded under the names it gives.
-                for key, value in self.model.act(obs_tensor, **behaviour).items():
+                for key, value in self.model.act(torch.from_numpy(self.obs), **behaviour).items():
                     if t == 0:
                         fragment[key] = schema.allocate(key, T, K)
                     fragment[key][t] = value.numpy()
-                actions = fragment["actions"][t]
-                for k, env in enumerate(self.envs):
-                    obs, reward, terminated, truncated, info = env.step(int(actions[k]))
-                    fragment["rewards"][t, k] = reward
-                    fragment["terminated"][t, k] = terminated
-                    fragment["truncated"][t, k] = truncated
-                    if "episode_return" in info:
-                        episode_returns.append(info["episode_return"])
-                        episode_lengths.append(info["episode_length"])
-                    self.episode_start[k] = terminated or truncated
-                    if terminated or truncated:
-                        if truncated and not terminated:
-                            truncated_obs.append(obs)
-                            truncated_at.append((t, k))
-                        obs, _ = env.reset()
-                    self.obs[k] = obs
+                step = self.envs.step(fragment["actions"][t])
+                fragment["rewards"][t] = step.rewards
+                fragment["terminated"][t] = step.terminated
+                fragment["truncated"][t] = step.truncated
+                episode_returns += step.episode_returns
+                episode_lengths += step.episode_lengths
+                for k, final_obs in step.final_obs.items():
+                    truncated_obs.append(final_obs)
+                    truncated_at.append((t, k))
+                self.episode_start = step.terminated | step.truncated
+                self.obs = step.obs
 
             fragment["last_obs"] = self.obs.copy()
-            fragment["bootstrap_value"] = self.model.value(obs_tensor).numpy().astype(np.float32)
+            fragment["bootstrap_value"] = self.model.value(torch.from_numpy(self.obs)).numpy().astype(np.float32)
             if truncated_obs:
                 # A time limit is not a terminal state: its target bootstraps from V(final obs).
                 values = self.model.value(torch.from_numpy(np.stack(truncated_obs))).numpy()
@@ -175,6 +193,6 @@ class RolloutWorker:
 
     def close(self) -> None:
         """Close the env copies: families that run emulators in subprocesses end them here."""
-        for env in self.envs:
-            env.close()
-        self.envs = []
+        if self.envs is not None:
+            self.envs.close()
+            self.envs = None

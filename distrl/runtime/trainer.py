@@ -66,8 +66,9 @@ class Trainer:
         ).remote(config, self.parameter_server, self.flow.learner_side())
         self.pool.task = self.flow.worker_task(self.learner)
         spaces = self.pool.start(count)
+        busy = self.pool.busy_cpus() if self.flow.workers_busy_during_updates() else {}
         device = get_from_learner(
-            self.learner.setup.remote(*spaces), self.out_dir, "The learner could not build its model"
+            self.learner.setup.remote(*spaces, busy), self.out_dir, "The learner could not build its model"
         )
         if self.resume_state is not None:
             try:
@@ -76,6 +77,7 @@ class Trainer:
                 raise task_failure(
                     error, "The checkpoint does not fit this run's model (was model.* or env changed?)"
                 ) from None
+        self.pool.latest_weights = ray.get(self.learner.newest_weights.remote())
         self.metrics.message(
             f"distrl: {config.algo} on {config.env.id}: {self.pool.size} rollout workers x "
             f"{runtime.envs_per_worker} envs on {self.pool.num_nodes} node(s), learner on "

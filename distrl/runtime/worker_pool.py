@@ -47,6 +47,8 @@ class WorkerPool:
         self.seed_offset = counters.learner_updates  # a resumed run continues from other seeds
         # Requests out with workers: summary ref -> (worker id, worker handle, fragment ref or None).
         self.inflight: dict[Any, tuple[int, Any, Any]] = {}
+        # The newest (version, weights ref) the learner published, passed on with every request.
+        self.latest_weights: Optional[tuple[int, Any]] = None
         self.restarts_this_run = 0
         self.failures_in_a_row = 0
         self.asked_autoscaler = False
@@ -65,6 +67,13 @@ class WorkerPool:
     @property
     def num_nodes(self) -> int:
         return len(set(self.worker_nodes.values()))
+
+    def busy_cpus(self) -> dict[str, float]:
+        """CPUs the workers hold, per node."""
+        busy: dict[str, float] = {}
+        for node in self.worker_nodes.values():
+            busy[node] = busy.get(node, 0.0) + self.runtime.num_cpus_per_worker
+        return busy
 
     def initial_count(self) -> int:
         """A fixed count, or (``auto``) as many as fit on the nodes' CPUs next to the learner,
@@ -153,6 +162,7 @@ class WorkerPool:
             env_steps=self.counters.env_steps,
             num_workers=len(self.workers),
             rank=list(self.workers).index(worker_id),  # ids only grow: insertion order is sorted
+            weights=self.latest_weights,
         )
         fragment_ref = None
         if kind == SAMPLE:

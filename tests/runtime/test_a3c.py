@@ -21,6 +21,7 @@ def test_a_slow_worker_does_not_hold_the_fast_one_back(ray_local):
     slow = RolloutWorker.remote(1, slow_config, server, 2, PushGradients(learner))
     info, _ = ray.get([fast.setup.remote(), slow.setup.remote()])
     ray.get(learner.setup.remote(info["observation_space"], info["action_space"]))
+    ray.get([worker.pull_weights.remote() for worker in (slow, fast)])  # version 0, as the trainer's first request
     initial = ray.get(learner.get_state.remote())["model"]
     request = Request(env_steps=0, num_workers=2)
 

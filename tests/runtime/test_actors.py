@@ -1,7 +1,9 @@
 """The runtime actors on a real local Ray: separate processes, fragments of the documented
-shape, and weights that reach the workers when, and only when, a new version is published."""
+shape, and weights that reach the workers when, and only when, a request brings a newer
+version than theirs."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from distrl.runtime.flows.synchronous import LearnFromFragments
 from distrl.runtime.fragment import collate
 from distrl.runtime.learner import Learner
 from distrl.runtime.parameter_server import ParameterServer
-from distrl.runtime.rollout_worker import RolloutWorker
+from distrl.runtime.rollout_worker import Request, RolloutWorker
 
 
 def start(config, num_workers):
@@ -34,7 +36,8 @@ def test_workers_are_distinct_processes_and_receive_new_weight_versions(ray_loca
     version0 = ray.get(learner.get_state.remote())
     assert version0["version"] == 0
 
-    refs = [w.sample.remote() for w in workers]
+    newest = ray.get(learner.newest_weights.remote())
+    refs = [w.sample.remote(Request(weights=newest)) for w in workers]
     summaries = ray.get([summary for _, summary in refs])
     assert [s["policy_version"] for s in summaries] == [0, 0]
     assert all(s["weights_pulled"] for s in summaries)
@@ -46,11 +49,16 @@ def test_workers_are_distinct_processes_and_receive_new_weight_versions(ray_loca
 
     report = ray.get(learner.update.remote([fragment for fragment, _ in refs], Progress(0)))
     assert report.version == 1 and report.policy_lag == 0.0 and report.updates == 1
+    assert report.published is not None and report.published[0] == 1
     version1 = ray.get(learner.get_state.remote())
     changed = [n for n in version1["model"] if not np.array_equal(version1["model"][n], version0["model"][n])]
     assert changed, "the update changed no weight"
 
-    summaries = ray.get([w.sample.remote()[1] for w in workers])
+    # A request that brings no weights, or older ones, leaves the worker's weights alone.
+    summaries = ray.get([w.sample.remote(Request(weights=newest))[1] for w in workers])
+    assert [s["policy_version"] for s in summaries] == [0, 0] and not any(s["weights_pulled"] for s in summaries)
+
+    summaries = ray.get([w.sample.remote(Request(weights=report.published))[1] for w in workers])
     assert [s["policy_version"] for s in summaries] == [1, 1]
     for worker in workers:
         version, weights = ray.get(worker.get_weights.remote())
@@ -58,9 +66,13 @@ def test_workers_are_distinct_processes_and_receive_new_weight_versions(ray_loca
         for name, tensor in version1["model"].items():
             np.testing.assert_array_equal(weights[name], tensor.numpy())
 
-    # Nothing new published: the next fragment reuses the weights it has.
     summaries = ray.get([w.sample.remote()[1] for w in workers])
     assert not any(s["weights_pulled"] for s in summaries)
+    # The parameter server keeps the newest version for whoever asks outside the requests
+    # (it is told without waiting, so give it a moment).
+    deadline = time.monotonic() + 10
+    while ray.get(ps.get_version.remote()) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert ray.get(ps.get_version.remote()) == 1
 
 

@@ -57,6 +57,7 @@ def run_flow(tmp_path: Path, algo: str, env_steps: int, **sections):
     learner = Learner.remote(config, server, flow.learner_side())
     pool.task = flow.worker_task(learner)
     ray.get(learner.setup.remote(*pool.start(WORKERS)))
+    pool.latest_weights = ray.get(learner.newest_weights.remote())
     book.start_clock()
     reason = flow.run(pool, learner, book, tmp_path)
     pool.close()

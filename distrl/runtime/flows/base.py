@@ -56,6 +56,11 @@ class Flow(ABC):
     def learner_side(self) -> LearnerSide:
         """The object that runs each ``Learner.update`` of this flow."""
 
+    def workers_busy_during_updates(self) -> bool:
+        """Do rollout workers keep their CPUs busy for the whole of an update? If not, a CPU
+        learner with ``runtime.learner_threads: auto`` takes every core of its node."""
+        return True
+
     def worker_task(self, learner: Any) -> Optional[WorkerTask]:
         """The workers' task (None: workers only ``sample`` and return their fragments)."""
         return None
@@ -83,6 +88,8 @@ class Flow(ABC):
 
     def finish_update(self, update_ref: Any) -> None:
         report: UpdateReport = get_from_learner(update_ref, self.out_dir)
+        if report.published is not None:
+            self.pool.latest_weights = report.published  # the next requests bring it to the workers
         self.book.record_update(report)
 
     def after_update(self) -> Optional[str]:

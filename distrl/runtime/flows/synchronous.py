@@ -8,6 +8,7 @@ by the worker, keep importance ratios right)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -27,13 +28,18 @@ class LearnFromFragments:
     broadcast = True
 
     def update(self, learner: Learner, fragment_refs: list[Any], progress: Progress) -> UpdateReport:
+        start = time.perf_counter()
         fragments, lost = fetch_surviving(fragment_refs)
         if not fragments:
             return UpdateReport(updates=0, lost_fragments=lost)
         lags = [learner.version - int(fragment["policy_version"]) for fragment in fragments]
-        update = learner.algorithm.learn(collate(fragments, learner.device), progress)
+        batch = collate(fragments, learner.device)
+        fetched = time.perf_counter()
+        update = learner.algorithm.learn(batch, progress)
+        # Where an update's time goes: fetching and stacking the fragments, or learning.
+        timing = {"fetch_s": fetched - start, "learn_s": time.perf_counter() - fetched}
         return UpdateReport(
-            stats=update.stats,
+            stats={**update.stats, **timing},
             consumed_steps=sum(fragment["rewards"].size for fragment in fragments),
             policy_lag=float(np.mean(lags)),
             lost_fragments=lost,
@@ -45,6 +51,13 @@ class SynchronousFlow(Flow):
 
     def learner_side(self) -> LearnerSide:
         return LearnFromFragments()
+
+    def workers_busy_during_updates(self) -> bool:
+        # At most one fragment each per update, even with overlap_sampling. Measured on Pong
+        # (PPO, 1024-step batches, 2 cores, overlap): 1 worker x 8 envs ran at 0.56 of the
+        # learner's ceiling with 1 learner thread and 0.72 with 2; 2 workers x 4 envs at 0.98
+        # with 2.
+        return False
 
     def loop(self) -> str:
         overlap = self.settings.overlap_sampling

@@ -1,0 +1,195 @@
+"""K environment copies stepped as one batch: what a rollout worker drives.
+
+Two implementations behind one small interface (``reset``, ``step``, ``close``):
+
+- ``EnvLoop``: one ``make_env`` env per copy, stepped in a Python loop. Works for every
+  family and every option.
+- ``AtariBatch``: ale-py's ``AtariVectorEnv``, whose C++ side does frame skip, max-pooling,
+  resizing, stacking, no-op starts and fire resets for all copies in one call. It replaces
+  distrl's Python wrappers (``envs/atari.py``) for ``ALE/<Game>-v5`` ids with the same
+  preprocessing; ``docs/design.md`` lists where the two differ.
+
+Both reset an env copy in the same step that ended its episode: the returned observation is
+the new episode's first, and an episode cut by a time limit hands its last observation over
+in ``final_obs`` (a time limit is not a terminal state; the learner bootstraps from it). Both
+report each finished game's score and length, so returns stay game scores when a lost life
+ends an episode for learning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from distrl.envs import atari, family_of, make_env
+from distrl.envs.wrappers import check_options
+
+
+@dataclass
+class VectorStep:
+    obs: np.ndarray  # [K, ...]: the next observations (a new episode's first where one ended)
+    rewards: np.ndarray  # [K] float32
+    terminated: np.ndarray  # [K] bool
+    truncated: np.ndarray  # [K] bool
+    final_obs: dict[int, np.ndarray] = field(default_factory=dict)  # copy -> last obs before a time limit
+    episode_returns: list[float] = field(default_factory=list)  # games that ended in this step
+    episode_lengths: list[int] = field(default_factory=list)
+
+
+class EnvLoop:
+    """``make_env`` copies stepped one after the other."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, options: dict[str, Any]):
+        self.envs = [make_env(env_id, seed=seed + k, **options) for k in range(num_envs)]
+        self.num_envs = num_envs
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        self._obs: Optional[np.ndarray] = None
+
+    def reset(self) -> np.ndarray:
+        self._obs = np.stack([env.reset()[0] for env in self.envs]).astype(self.observation_space.dtype)
+        return self._obs.copy()
+
+    def step(self, actions: np.ndarray) -> VectorStep:
+        assert self._obs is not None, "reset() first"
+        K = self.num_envs
+        out = VectorStep(
+            obs=self._obs,
+            rewards=np.zeros(K, dtype=np.float32),
+            terminated=np.zeros(K, dtype=bool),
+            truncated=np.zeros(K, dtype=bool),
+        )
+        for k, env in enumerate(self.envs):
+            obs, reward, terminated, truncated, info = env.step(actions[k].item())
+            out.rewards[k] = reward
+            out.terminated[k] = terminated
+            out.truncated[k] = truncated
+            if terminated or truncated:
+                if "episode_return" in info:
+                    out.episode_returns.append(info["episode_return"])
+                    out.episode_lengths.append(info["episode_length"])
+                if truncated and not terminated:
+                    out.final_obs[k] = obs
+                obs, _ = env.reset()
+            self._obs[k] = obs
+        out.obs = self._obs.copy()
+        return out
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+        self.envs = []
+
+
+def atari_game(env_id: str) -> Optional[str]:
+    """The ROM name AtariVectorEnv takes for an ``ALE/<Game>-v5`` id (``SpaceInvaders`` ->
+    ``space_invaders``); None for ids it does not cover (the v0/v4 and NoFrameskip ids)."""
+    match = re.fullmatch(r"ALE/([A-Za-z0-9]+)-v5", env_id)
+    if match is None:
+        return None
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", match.group(1)).lower()
+
+
+class AtariBatch:
+    """ale-py's AtariVectorEnv with distrl's Atari options.
+
+    Episode bookkeeping: with ``terminal_on_life_loss`` a lost life reports ``terminated``
+    while the game plays on; a game over resets the copy in the same step. A reset shows as
+    the copy's frame counter going back, which is how a game over is told from a lost life.
+    """
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, options: dict[str, Any], num_threads: int = 1):
+        from ale_py.vector_env import AtariVectorEnv
+
+        check_options("atari", options, atari.DEFAULTS)
+        opts = {**atari.DEFAULTS, **options}
+        game = atari_game(env_id)
+        assert game is not None, f"{env_id} is not an ALE/<Game>-v5 id"
+        self.env = AtariVectorEnv(
+            game,
+            num_envs,
+            num_threads=num_threads,
+            autoreset_mode="SameStep",
+            frameskip=opts["frame_skip"],
+            noop_max=opts["noop_max"],
+            img_height=opts["screen_size"],
+            img_width=opts["screen_size"],
+            grayscale=opts["grayscale"],
+            stack_num=opts["frame_stack"],
+            maxpool=True,
+            episodic_life=False,
+            life_loss_info=opts["terminal_on_life_loss"],
+            use_fire_reset=opts["fire_reset"],
+            reward_clipping=False,  # the learner clips; reported returns stay game scores
+            repeat_action_probability=opts["repeat_action_probability"],
+            full_action_space=opts["full_action_space"],
+            max_num_frames_per_episode=opts["max_episode_frames"],
+        )
+        self.num_envs = num_envs
+        self.seed = seed
+        self.observation_space = self.env.single_observation_space
+        self.action_space = self.env.single_action_space
+        self._returns = np.zeros(num_envs, dtype=np.float64)
+        self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._frame = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self) -> np.ndarray:
+        obs, info = self.env.reset(seed=self.seed)
+        self._returns[:] = 0
+        self._lengths[:] = 0
+        self._frame[:] = info["episode_frame_number"]
+        return obs
+
+    def step(self, actions: np.ndarray) -> VectorStep:
+        obs, rewards, terminated, truncated, info = self.env.step(actions.astype(np.int64, copy=False))
+        out = VectorStep(
+            obs=obs,
+            rewards=rewards.astype(np.float32),
+            terminated=terminated.astype(bool, copy=False),
+            truncated=truncated.astype(bool, copy=False),
+        )
+        self._returns += rewards
+        self._lengths += 1
+        frame = info["episode_frame_number"].astype(np.int64)
+        if out.terminated.any() or out.truncated.any():
+            game_over = (out.terminated | out.truncated) & (frame < self._frame)
+            for k in np.flatnonzero(game_over):
+                out.episode_returns.append(float(self._returns[k]))
+                out.episode_lengths.append(int(self._lengths[k]))
+                self._returns[k] = 0
+                self._lengths[k] = 0
+            for k in np.flatnonzero(out.truncated & ~out.terminated):
+                out.final_obs[int(k)] = info["final_obs"][k]
+        self._frame = frame
+        return out
+
+    def close(self) -> None:
+        self.env.close()
+
+
+VectorEnv = EnvLoop | AtariBatch
+
+
+def make_vector_env(
+    env_id: str, num_envs: int, seed: int, options: dict[str, Any], vectorize: str = "auto", num_threads: int = 1
+) -> VectorEnv:
+    """``num_envs`` copies of ``env_id``. ``vectorize``: ``auto`` takes the family's native
+    batched env when there is one for this id, ``native`` insists on it, ``loop`` never uses it."""
+    native = family_of(env_id).name == "atari" and atari_game(env_id) is not None
+    if vectorize == "native" and not native:
+        from distrl.errors import ConfigError
+
+        raise ConfigError(
+            f"env.vectorize=native: {env_id!r} has no native batched environment (ale-py's AtariVectorEnv "
+            f"covers ALE/<Game>-v5 ids). Use env.vectorize=auto or loop."
+        )
+    if native and vectorize != "loop":
+        atari.register()
+        return AtariBatch(env_id, num_envs, seed, options, num_threads=num_threads)
+    return EnvLoop(env_id, num_envs, seed, options)
+
+
+__all__ = ["AtariBatch", "EnvLoop", "VectorEnv", "VectorStep", "atari_game", "make_vector_env"]
