@@ -12,6 +12,8 @@ For each environment, in one run (so that ratios compare like with like on a noi
     python scripts/bench.py --envs CartPole-v1 --seconds 20
     python scripts/bench.py --ceilings            # the ceiling of one env per family
     python scripts/bench.py --clusters            # sampling on 1 node vs 2 loopback nodes
+    python scripts/bench.py --vs-rllib --json     # distrl and RLlib side by side (distrl[rllib])
+    python scripts/bench.py --vs-learner          # PPO on Pong end to end vs the learner's ceiling
 
 Prints a Markdown table for BENCHMARKS.md. This is a benchmark, not a test: it asserts nothing.
 """
@@ -19,8 +21,12 @@ Prints a Markdown table for BENCHMARKS.md. This is a benchmark, not a test: it a
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,37 +60,96 @@ def ceiling(env_id: str, seconds: float, **options) -> float:
     return rate
 
 
-def sampling(config, num_workers: int, seconds: float, report_nodes: bool = False):
-    """Env steps/s of ``num_workers`` rollout workers with no learner, two fragments in
-    flight per worker (the runtime's default backpressure); spread over the nodes."""
-    ps = ParameterServer.remote()
-    workers = [
-        RolloutWorker.options(num_cpus=1, scheduling_strategy="SPREAD").remote(i, config, ps, seed=1000 * i)
-        for i in range(num_workers)
-    ]
-    infos = ray.get([w.setup.remote() for w in workers])
-    ray.get([w.sample.remote()[1] for w in workers])  # warm-up: first fragment builds buffers
-    pending = {}
-    for index, worker in enumerate(workers):
-        for _ in range(config.runtime.max_inflight_fragments):
-            _, summary = worker.sample.remote()
-            pending[summary] = index
+def inference_ceiling(config, seconds: float) -> float:
+    """One process, one torch thread, no Ray: the worker's K env copies (the same vector env)
+    and the same policy's forward pass, nothing recorded. What one rollout worker would do if
+    cutting fragments and shipping them cost nothing."""
+    from distrl.algos import ALGORITHMS
+    from distrl.envs.vector import make_vector_env
+    from distrl.models import build_model
+
+    torch.set_num_threads(1)
+    envs = make_vector_env(config.env.id, config.runtime.envs_per_worker, 0, config.env.options, config.env.vectorize)
+    model = build_model(config.model, envs.observation_space, envs.action_space, ALGORITHMS[config.algo].model_head)
+    model.eval()
+    obs = envs.reset()
     steps = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            index = pending.pop(ref)
-            steps += ray.get(ref)["env_steps"]
-            _, summary = workers[index].sample.remote()
-            pending[summary] = index
-    elapsed = time.perf_counter() - start
-    for worker in workers:
-        ray.kill(worker)
-    ray.kill(ps)
-    if report_nodes:
-        return steps / elapsed, len({info["node_id"] for info in infos})
-    return steps / elapsed
+    with torch.inference_mode():
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            actions = model.act(torch.from_numpy(obs))["actions"].numpy()
+            obs = envs.step(actions).obs
+            steps += envs.num_envs
+        rate = steps / (time.perf_counter() - start)
+    envs.close()
+    torch.set_num_threads(os.cpu_count() or 1)
+    return rate
+
+
+class Sampler:
+    """``num_workers`` rollout workers with no learner, spread over the nodes, kept alive
+    between measurements so that they can alternate with other figures."""
+
+    def __init__(self, config, num_workers: int):
+        self.config = config
+        self.ps = ParameterServer.remote()
+        self.workers = [
+            RolloutWorker.options(num_cpus=1, scheduling_strategy="SPREAD").remote(i, config, self.ps, seed=1000 * i)
+            for i in range(num_workers)
+        ]
+        self.infos = ray.get([w.setup.remote() for w in self.workers])
+        ray.get([w.sample.remote()[1] for w in self.workers])  # warm-up: first fragment builds buffers
+
+    def measure(self, seconds: float) -> float:
+        """Env steps/s over ``seconds``, two fragments in flight per worker (the runtime's
+        default backpressure). Returns with no request in flight, the workers idle."""
+        pending = {}
+        for index, worker in enumerate(self.workers):
+            for _ in range(self.config.runtime.max_inflight_fragments):
+                pending[worker.sample.remote()[1]] = index
+        steps = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                index = pending.pop(ref)
+                steps += ray.get(ref)["env_steps"]
+                pending[self.workers[index].sample.remote()[1]] = index
+        elapsed = time.perf_counter() - start
+        ray.get(list(pending))
+        return steps / elapsed
+
+    @property
+    def num_nodes(self) -> int:
+        return len({info["node_id"] for info in self.infos})
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        ray.kill(self.ps)
+
+
+def sampling(config, num_workers: int, seconds: float, report_nodes: bool = False):
+    """Env steps/s of ``num_workers`` rollout workers with no learner (see ``Sampler``)."""
+    sampler = Sampler(config, num_workers)
+    rate = sampler.measure(seconds)
+    sampler.stop()
+    return (rate, sampler.num_nodes) if report_nodes else rate
+
+
+def interleaved(config, num_workers: int, seconds: float, rounds: int) -> tuple[float, float, float]:
+    """The inference ceiling and the sampling rate of ``num_workers`` workers measured in
+    alternating slices (``rounds`` of each, ``seconds`` in all per figure), so that a machine
+    whose speed drifts affects both alike. Returns the medians of the ceiling, of the
+    sampling rate, and of the per-round ratio sampling / (workers x ceiling)."""
+    sampler = Sampler(config, num_workers)
+    ceilings, rates = [], []
+    for _ in range(rounds):
+        ceilings.append(inference_ceiling(config, seconds / rounds))
+        rates.append(sampler.measure(seconds / rounds))
+    sampler.stop()
+    ratios = [rate / (num_workers * top) for rate, top in zip(rates, ceilings)]
+    return statistics.median(ceilings), statistics.median(rates), statistics.median(ratios)
 
 
 def ppo(env_id: str, num_workers: int, seconds: float, overrides: dict) -> float:
@@ -105,8 +170,6 @@ def ppo(env_id: str, num_workers: int, seconds: float, overrides: dict) -> float
         }
         config = resolve(user)
         Trainer(config, Path(out)).run()
-        import json
-
         records = [json.loads(line) for line in Path(out, "progress.jsonl").read_text().splitlines()]
     first, last = records[0], records[-1]
     return (last["env_steps"] - first["env_steps"]) / max(last["time_s"] - first["time_s"], 1e-9)
@@ -192,14 +255,233 @@ def clusters(env_ids: list[str], workers: int, seconds: float) -> None:
         print(f"{env_id}: 2 nodes / 1 node = {ratio:.3f}")
 
 
+# ---------------------------------------------------------------- side by side with RLlib
+
+VS_RLLIB_CASES = ("cartpole_time_to_475", "pong_ppo_steps_per_s", "pong_sampling_steps_per_s")
+HERE = Path(__file__).resolve().parent
+
+
+def _run(command: list[str], timeout: float) -> tuple[float, str]:
+    """Run one side's process; its wall time from launch to exit and its stdout."""
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr[-3000:]}")
+    return wall, done.stdout
+
+
+def _rllib(case: str, *args: str, timeout: float = 3600) -> tuple[float, dict]:
+    wall, stdout = _run([sys.executable, str(HERE / "rllib_side.py"), case, *args], timeout)
+    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
+    return wall, json.loads(line[len("RESULT ") :])
+
+
+def _distrl_train(args: list[str], timeout: float = 3600) -> tuple[float, list[dict]]:
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "distrl", "train", *args, "--out", out, "--set", "output.console=off"]
+        wall, _ = _run(command, timeout)
+        records = [json.loads(line) for line in Path(out, "progress.jsonl").read_text().splitlines()]
+    return wall, records
+
+
+def _steady_rate(records: list[dict], warmup_s: float) -> float:
+    """Env steps/s between the first report after ``warmup_s`` of training and the last."""
+    after = [r for r in records if r["time_s"] >= warmup_s]
+    first, last = after[0], after[-1]
+    return (last["env_steps"] - first["env_steps"]) / max(last["time_s"] - first["time_s"], 1e-9)
+
+
+# distrl's side of the Pong cases: CleanRL's Atari PPO shape, as in rllib_side.PONG.
+PONG_PPO_ARGS = [
+    "--algo", "ppo", "--env", "ALE/Pong-v5", "--num-workers", "1", "--envs-per-worker", "8",
+    "--set", "runtime.fragment_length=128", "ppo.epochs=4", "ppo.num_minibatches=4", "ppo.clip_coef=0.1",
+]  # fmt: skip
+
+
+def vs_rllib(cases: list[str], repeats: int, seconds: float, warmup_s: float, as_json: bool) -> None:
+    """Each case on both sides, one after the other (alternating, ``repeats`` times for the
+    CartPole case, whose figure is a median), in this one run."""
+    rows = []
+    for case in cases:
+        print(f"{case} ...", file=sys.stderr, flush=True)
+        if case == "cartpole_time_to_475":
+            unit, better = "s", "lower"
+            distrl_walls, rllib_walls = [], []
+            for seed in range(1, repeats + 1):
+                wall, records = _distrl_train(
+                    ["--algo", "ppo", "--env", "CartPole-v1", "--num-workers", "2", "--stop-reward", "475",
+                     "--stop-env-steps", "300000", "--seed", str(seed)]
+                )  # fmt: skip
+                reached = records[-1].get("episode_return_mean", 0) >= 475
+                distrl_walls.append(wall if reached else float("inf"))
+                rwall, result = _rllib(case, "--seed", str(seed), "--max-env-steps", "300000")
+                rllib_walls.append(rwall if result["reached"] else float("inf"))
+                print(
+                    f"  seed {seed}: distrl {wall:.1f} s ({records[-1]['env_steps']} steps), "
+                    f"rllib {rwall:.1f} s ({result['env_steps']} steps)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            ours, theirs = statistics.median(distrl_walls), statistics.median(rllib_walls)
+            ratio = theirs / ours
+        elif case == "pong_ppo_steps_per_s":
+            unit, better = "env steps/s", "higher"
+            total = warmup_s + seconds
+            _, records = _distrl_train([*PONG_PPO_ARGS, "--stop-seconds", str(total)])
+            ours = _steady_rate(records, warmup_s)
+            _, result = _rllib(case, "--seconds", str(seconds), "--warmup-s", str(warmup_s))
+            theirs = result["steps_per_s"]
+            ratio = ours / theirs
+        elif case == "pong_sampling_steps_per_s":
+            unit, better = "env steps/s", "higher"
+            _, stdout = _run(
+                [sys.executable, __file__, "--sampling-only", "ALE/Pong-v5", "--workers", "2",
+                 "--envs-per-worker", "8", "--seconds", str(seconds)],
+                timeout=3600,
+            )  # fmt: skip
+            ours = json.loads(stdout.strip().splitlines()[-1])["steps_per_s"]
+            _, result = _rllib(case, "--seconds", str(seconds), "--workers", "2", "--envs-per-worker", "8")
+            theirs = result["steps_per_s"]
+            ratio = ours / theirs
+        else:
+            raise SystemExit(f"unknown case {case!r}; the cases are {', '.join(VS_RLLIB_CASES)}")
+        row = dict(case=case, distrl=round(ours, 2), rllib=round(theirs, 2), ratio=round(ratio, 3), unit=unit)
+        rows.append((row, better))
+        if as_json:
+            print(json.dumps(row), flush=True)
+
+    import ray.rllib  # noqa: F401  (the version below is the one rllib_side.py ran)
+
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}",
+        file=sys.stderr,
+    )
+    print("| case | distrl | RLlib | unit | ratio (distrl ahead when > 1) |", file=sys.stderr)
+    print("|---|---|---|---|---|", file=sys.stderr)
+    for row, better in rows:
+        print(
+            f"| {row['case']} | {row['distrl']:,.1f} | {row['rllib']:,.1f} | {row['unit']} ({better} is better) "
+            f"| {row['ratio']:.2f} |",
+            file=sys.stderr,
+        )
+
+
+# ---------------------------------------------------------------- the learner's ceiling
+
+
+def recorded_batch(config) -> dict:
+    """One real batch of the config's shape (workers x K envs x T steps), sampled by the
+    initial policy in this process: what the learner gets from the workers."""
+    from distrl.runtime.fragment import collate
+    from distrl.runtime.rollout_worker import Request
+
+    worker_class = RolloutWorker.__ray_metadata__.modified_class  # the plain class, in this process
+    fragments = []
+    for index in range(config.runtime.num_workers):
+        worker = worker_class(index, config, ParameterServer.remote(), seed=100 * index)
+        worker.setup()
+        fragments.append(worker.rollout(Request())[0])
+        worker.close()
+    return collate(fragments, "cpu")
+
+
+def learner_ceiling(config, batch: dict, updates: int) -> float:
+    """Env steps/s of the algorithm's update alone, on ``batch``, with one torch thread per
+    core: no sampling, no transfer, no Ray."""
+    from distrl.algos import ALGORITHMS
+    from distrl.algos.interface import Progress
+    from distrl.envs import make_env
+    from distrl.models import build_model
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    spec = ALGORITHMS[config.algo]
+    env = make_env(config.env.id)
+    model = build_model(config.model, env.observation_space, env.action_space, spec.model_head)
+    env.close()
+    algorithm = spec.algorithm_class(config.algo_config, model, None)
+    algorithm.learn(batch, Progress(0))  # warm-up
+    start = time.perf_counter()
+    for _ in range(updates):
+        algorithm.learn(batch, Progress(0))
+    return updates * batch["rewards"].numel() / (time.perf_counter() - start)
+
+
+# CleanRL's Atari PPO batch (1,024 steps, 4 epochs of 256) in three layouts on this machine.
+LEARNER_VARIANTS = {
+    "1 worker x 8 envs, sync": ["--num-workers", "1", "--envs-per-worker", "8"],
+    "1 worker x 8 envs, overlap": ["--num-workers", "1", "--envs-per-worker", "8", "--set", "ppo.async_sampling=true"],
+    "2 workers x 4 envs, overlap": ["--num-workers", "2", "--envs-per-worker", "4", "--set", "ppo.async_sampling=true"],
+}
+
+
+def vs_learner(seconds: float, warmup_s: float, updates: int) -> None:
+    """PPO on Pong end to end against the learner's ceiling on the same batch shape, the
+    ceiling measured just before and just after each end-to-end run."""
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    config = resolve(
+        {
+            "env": {"id": "ALE/Pong-v5"},
+            "runtime": {"num_workers": 1, "envs_per_worker": 8, "fragment_length": 128},
+            "ppo": {"epochs": 4, "num_minibatches": 4, "clip_coef": 0.1},
+        }
+    )
+    batch = recorded_batch(config)
+    rows = []
+    for name, layout in LEARNER_VARIANTS.items():
+        before = learner_ceiling(config, batch, updates)
+        _, records = _distrl_train(
+            [*PONG_PPO_ARGS[:4], *PONG_PPO_ARGS[8:], *layout, "--stop-seconds", str(warmup_s + seconds)]
+        )
+        end_to_end = _steady_rate(records, warmup_s)
+        after = learner_ceiling(config, batch, updates)
+        lag = records[-1].get("policy_lag_mean", 0.0)
+        rows.append((name, end_to_end, before, after, end_to_end / ((before + after) / 2), lag))
+        print(f"  {name}: {end_to_end:,.0f} steps/s, ceiling {before:,.0f} / {after:,.0f}", file=sys.stderr, flush=True)
+    ray.shutdown()
+    print("| layout | PPO end-to-end (env steps/s) | learner ceiling before / after | end-to-end / ceiling | lag |")
+    print("|---|---|---|---|---|")
+    for name, end_to_end, before, after, ratio, lag in rows:
+        print(f"| {name} | {end_to_end:,.0f} | {before:,.0f} / {after:,.0f} | {ratio:.2f} | {lag:.2f} |")
+
+
+def sampling_only(env_id: str, workers: int, envs_per_worker: int, seconds: float) -> None:
+    """distrl's side of ``pong_sampling_steps_per_s``, in a process of its own."""
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    config = resolve({"env": {"id": env_id}, "runtime": {"envs_per_worker": envs_per_worker}})
+    rate = sampling(config, workers, seconds)
+    ray.shutdown()
+    print(json.dumps({"steps_per_s": rate}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "ALE/Pong-v5"])
     parser.add_argument("--seconds", type=float, default=15.0, help="measuring time per figure")
     parser.add_argument("--workers", type=int, default=2, help="rollout workers for the multi-worker figures")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of ceiling and sampling")
     parser.add_argument("--ceilings", action="store_true", help="only the single-process rate of each family")
     parser.add_argument("--clusters", action="store_true", help="sampling on one node vs two loopback nodes")
+    parser.add_argument("--vs-rllib", action="store_true", help="distrl and RLlib side by side (needs distrl[rllib])")
+    parser.add_argument("--cases", nargs="+", default=list(VS_RLLIB_CASES), help="with --vs-rllib: which cases")
+    parser.add_argument("--repeats", type=int, default=3, help="with --vs-rllib: runs per side of the CartPole case")
+    parser.add_argument("--warmup-s", type=float, default=30.0, help="with --vs-rllib: seconds before steady state")
+    parser.add_argument("--json", action="store_true", help="with --vs-rllib: one JSON line per case on stdout")
+    parser.add_argument("--sampling-only", metavar="ENV", help=argparse.SUPPRESS)
+    parser.add_argument("--envs-per-worker", type=int, default=8, help=argparse.SUPPRESS)
+    parser.add_argument("--vs-learner", action="store_true", help="PPO on Pong end to end vs the learner's ceiling")
+    parser.add_argument("--updates", type=int, default=4, help="with --vs-learner: updates per ceiling figure")
     args = parser.parse_args()
+    if args.vs_learner:
+        vs_learner(args.seconds, args.warmup_s, args.updates)
+        return
+    if args.vs_rllib:
+        vs_rllib(args.cases, args.repeats, args.seconds, args.warmup_s, args.json)
+        return
+    if args.sampling_only:
+        sampling_only(args.sampling_only, args.workers, args.envs_per_worker, args.seconds)
+        return
     if args.ceilings:
         ceilings(args.seconds)
         return
@@ -219,15 +501,15 @@ def main() -> None:
     for env_id in args.envs:
         config = resolve({"env": {"id": env_id}})
         k, t = config.runtime.envs_per_worker, config.runtime.fragment_length
-        print(f"{env_id}: ceiling ...", flush=True)
+        print(f"{env_id}: env ceiling ...", flush=True)
         top = ceiling(env_id, args.seconds)
-        print(f"{env_id}: sampling with 1 worker ...", flush=True)
-        one = sampling(config, 1, args.seconds)
-        print(f"{env_id}: sampling with {args.workers} workers ...", flush=True)
-        many = sampling(config, args.workers, args.seconds)
+        print(f"{env_id}: inference ceiling and 1 worker, alternating ...", flush=True)
+        infer, one, one_ratio = interleaved(config, 1, args.seconds, args.rounds)
+        print(f"{env_id}: inference ceiling and {args.workers} workers, alternating ...", flush=True)
+        _, many, many_ratio = interleaved(config, args.workers, args.seconds, args.rounds)
         print(f"{env_id}: PPO with {args.workers} workers ...", flush=True)
         end_to_end = ppo(env_id, args.workers, args.seconds + 5, {})
-        rows.append((env_id, k, t, top, one, many, end_to_end))
+        rows.append((env_id, k, t, top, infer, one, one_ratio, many, many_ratio, end_to_end))
     ray.shutdown()
 
     print()
@@ -235,17 +517,21 @@ def main() -> None:
         f"machine: {platform.machine()}, {cpus} CPUs, {platform.processor() or 'cpu'}, "
         f"torch {torch.__version__}, ray {ray.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}"
     )
-    print(f"figures: env steps/s (agent steps; Atari frames = 4 x steps), {args.seconds:.0f} s per figure\n")
+    print(
+        f"figures: env steps/s (agent steps; Atari frames = 4 x steps), {args.seconds:.0f} s per figure; "
+        f"ratios: median over {args.rounds} alternating rounds\n"
+    )
     w = args.workers
     print(
-        f"| env | K x T per worker | ceiling (1 process) | sampling, 1 worker | 1 worker / ceiling "
-        f"| sampling, {w} workers | {w} workers / ({w} x ceiling) | PPO end-to-end, {w} workers |"
+        f"| env | K x T per worker | env ceiling (1 process, 1 env) | inference ceiling (1 process, K envs + policy) "
+        f"| sampling, 1 worker | 1 worker / inference ceiling | sampling, {w} workers "
+        f"| {w} workers / ({w} x inference ceiling) | PPO end-to-end, {w} workers |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for env_id, k, t, top, one, many, end_to_end in rows:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for env_id, k, t, top, infer, one, one_ratio, many, many_ratio, end_to_end in rows:
         print(
-            f"| {env_id} | {k} x {t} | {top:,.0f} | {one:,.0f} | {one / top:.2f} | {many:,.0f} "
-            f"| {many / (w * top):.2f} | {end_to_end:,.0f} |"
+            f"| {env_id} | {k} x {t} | {top:,.0f} | {infer:,.0f} | {one:,.0f} | {one_ratio:.2f} | {many:,.0f} "
+            f"| {many_ratio:.2f} | {end_to_end:,.0f} |"
         )
 
 
