@@ -3,6 +3,7 @@ runs the updates its data flow feeds it, and publishes each new version of the w
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
@@ -87,7 +88,10 @@ class Learner:
 
             node = ray.get_runtime_context().get_node_id()
             node_cpus = cluster.alive_nodes().get(node, float(torch.get_num_threads()))
-            wanted = max(1, int(node_cpus - busy_cpus.get(node, 0.0) + 1e-9))
+            # An embedded Ray may declare more CPUs than the machine has (a learner and two
+            # workers on 2 cores declare 3): never more threads than cores.
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            wanted = max(1, min(cores, int(node_cpus - busy_cpus.get(node, 0.0) + 1e-9)))
         if self.device.type == "cpu":
             torch.set_num_threads(int(wanted))
         return torch.get_num_threads()

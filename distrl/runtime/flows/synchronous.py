@@ -54,9 +54,8 @@ class SynchronousFlow(Flow):
 
     def workers_busy_during_updates(self) -> bool:
         # At most one fragment each per update, even with overlap_sampling. Measured on Pong
-        # (PPO, 1024-step batches, 2 cores, overlap): 1 worker x 8 envs ran at 0.56 of the
-        # learner's ceiling with 1 learner thread and 0.72 with 2; 2 workers x 4 envs at 0.98
-        # with 2.
+        # (PPO, 1024-step batches, 2 cores, overlap, 1 worker x 8 envs): 0.56 of the learner's
+        # ceiling with 1 learner thread, 0.72 with 2 (BENCHMARKS.md, 2026-11-22 evening).
         return False
 
     def loop(self) -> str:
