@@ -50,6 +50,12 @@ class ModelConfig:
     kind: str = option(
         "auto", "network trunk: auto (CNN for images, else MLP), mlp or cnn", choices=("auto", "mlp", "cnn")
     )
+    cnn: str = option(
+        "nature",
+        "CNN trunk: nature (Mnih et al. 2015: 3 conv layers, 512 units) or small (Mnih et al. 2013, "
+        "A3C's: 2 conv layers, 256 units, a third of the compute: for a learner on a few CPU cores)",
+        choices=("nature", "small"),
+    )
     hidden_sizes: list[int] = option(help="MLP layer widths", factory=lambda: [64, 64])
     activation: str = option("tanh", "MLP activation", choices=("tanh", "relu", "elu", "gelu"))
     shared_trunk: bool = option(False, "MLP only: one trunk for policy and value (false: separate trunks)")

@@ -416,13 +416,14 @@ LEARNER_VARIANTS = {
 }
 
 
-def vs_learner(seconds: float, warmup_s: float, updates: int) -> None:
+def vs_learner(seconds: float, warmup_s: float, updates: int, cnn: str) -> None:
     """PPO on Pong end to end against the learner's ceiling on the same batch shape, the
     ceiling measured just before and just after each end-to-end run."""
     ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     config = resolve(
         {
             "env": {"id": "ALE/Pong-v5"},
+            "model": {"cnn": cnn},
             "runtime": {"num_workers": 1, "envs_per_worker": 8, "fragment_length": 128},
             "ppo": {"epochs": 4, "num_minibatches": 4, "clip_coef": 0.1},
         }
@@ -432,7 +433,8 @@ def vs_learner(seconds: float, warmup_s: float, updates: int) -> None:
     for name, layout in LEARNER_VARIANTS.items():
         before = learner_ceiling(config, batch, updates)
         _, records = _distrl_train(
-            [*PONG_PPO_ARGS[:4], *PONG_PPO_ARGS[8:], *layout, "--stop-seconds", str(warmup_s + seconds)]
+            [*PONG_PPO_ARGS[:4], *PONG_PPO_ARGS[8:], f"model.cnn={cnn}", *layout]
+            + ["--stop-seconds", str(warmup_s + seconds)]
         )
         end_to_end = _steady_rate(records, warmup_s)
         after = learner_ceiling(config, batch, updates)
@@ -472,9 +474,10 @@ def main() -> None:
     parser.add_argument("--envs-per-worker", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--vs-learner", action="store_true", help="PPO on Pong end to end vs the learner's ceiling")
     parser.add_argument("--updates", type=int, default=4, help="with --vs-learner: updates per ceiling figure")
+    parser.add_argument("--cnn", default="nature", choices=("nature", "small"), help="with --vs-learner: model.cnn")
     args = parser.parse_args()
     if args.vs_learner:
-        vs_learner(args.seconds, args.warmup_s, args.updates)
+        vs_learner(args.seconds, args.warmup_s, args.updates, args.cnn)
         return
     if args.vs_rllib:
         vs_rllib(args.cases, args.repeats, args.seconds, args.warmup_s, args.json)

@@ -67,7 +67,7 @@ def build_trunk(model_config, obs_space: gym.Space) -> Trunk:
                 f"{NatureCNN.MIN_SIZE}x{NatureCNN.MIN_SIZE}, and this environment's observations have "
                 f"shape {shape}. Use model.kind=mlp (or auto), or a larger env.options.screen_size."
             )
-        return NatureCNN(shape)
+        return NatureCNN(shape, model_config.cnn)
     if kind == "mlp":
         input_dim = int(np.prod(shape)) if shape else 1
         return MLP(input_dim, list(model_config.hidden_sizes), model_config.activation)
