@@ -37,7 +37,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray at import; the --
 import ray  # noqa: E402
 import torch  # noqa: E402
 
-from distrl.config import resolve  # noqa: E402
+from distrl.config import parse_override, resolve, set_dotted  # noqa: E402
 from distrl.envs import family_of, frames_per_step, make_env  # noqa: E402
 from distrl.runtime.parameter_server import ParameterServer  # noqa: E402
 from distrl.runtime.rollout_worker import RolloutWorker  # noqa: E402
@@ -397,7 +397,7 @@ def learner_ceiling(config, batch: dict, updates: int) -> float:
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
     spec = ALGORITHMS[config.algo]
-    env = make_env(config.env.id)
+    env = make_env(config.env.id, **config.env.options)
     model = build_model(config.model, env.observation_space, env.action_space, spec.model_head)
     env.close()
     algorithm = spec.algorithm_class(config.algo_config, model, None)
@@ -416,25 +416,25 @@ LEARNER_VARIANTS = {
 }
 
 
-def vs_learner(seconds: float, warmup_s: float, updates: int, cnn: str) -> None:
+def vs_learner(seconds: float, warmup_s: float, updates: int, overrides: list[str]) -> None:
     """PPO on Pong end to end against the learner's ceiling on the same batch shape, the
-    ceiling measured just before and just after each end-to-end run."""
+    ceiling measured just before and just after each end-to-end run. ``overrides``: config
+    ``KEY=VALUE``s for both (``model.cnn=small``, ``env.options.screen_size=42``)."""
     ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    config = resolve(
-        {
-            "env": {"id": "ALE/Pong-v5"},
-            "model": {"cnn": cnn},
-            "runtime": {"num_workers": 1, "envs_per_worker": 8, "fragment_length": 128},
-            "ppo": {"epochs": 4, "num_minibatches": 4, "clip_coef": 0.1},
-        }
-    )
+    user = {
+        "env": {"id": "ALE/Pong-v5"},
+        "runtime": {"num_workers": 1, "envs_per_worker": 8, "fragment_length": 128},
+        "ppo": {"epochs": 4, "num_minibatches": 4, "clip_coef": 0.1},
+    }
+    for item in overrides:
+        set_dotted(user, *parse_override(item))
+    config = resolve(user)
     batch = recorded_batch(config)
     rows = []
     for name, layout in LEARNER_VARIANTS.items():
         before = learner_ceiling(config, batch, updates)
         _, records = _distrl_train(
-            [*PONG_PPO_ARGS[:4], *PONG_PPO_ARGS[8:], f"model.cnn={cnn}", *layout]
-            + ["--stop-seconds", str(warmup_s + seconds)]
+            [*PONG_PPO_ARGS[:4], *PONG_PPO_ARGS[8:], *overrides, *layout] + ["--stop-seconds", str(warmup_s + seconds)]
         )
         end_to_end = _steady_rate(records, warmup_s)
         after = learner_ceiling(config, batch, updates)
@@ -474,10 +474,12 @@ def main() -> None:
     parser.add_argument("--envs-per-worker", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--vs-learner", action="store_true", help="PPO on Pong end to end vs the learner's ceiling")
     parser.add_argument("--updates", type=int, default=4, help="with --vs-learner: updates per ceiling figure")
-    parser.add_argument("--cnn", default="nature", choices=("nature", "small"), help="with --vs-learner: model.cnn")
+    parser.add_argument(
+        "--set", metavar="KEY=VALUE", nargs="+", default=[], help="with --vs-learner: config overrides for both sides"
+    )
     args = parser.parse_args()
     if args.vs_learner:
-        vs_learner(args.seconds, args.warmup_s, args.updates, args.cnn)
+        vs_learner(args.seconds, args.warmup_s, args.updates, args.set)
         return
     if args.vs_rllib:
         vs_rllib(args.cases, args.repeats, args.seconds, args.warmup_s, args.json)
