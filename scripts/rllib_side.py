@@ -114,7 +114,7 @@ def ppo_config(settings: dict, env_id: str, seed: int, model_overrides: Optional
     if settings.get("anneal_env_steps"):
         lr = [[0, settings["lr"]], [settings["anneal_env_steps"], 0.0]]
     register_env("distrl_env", make_distrl_env)
-    return (
+    config = (
         PPOConfig()
         .environment("distrl_env", env_config={"env_id": env_id, "seed": seed})
         .env_runners(
@@ -147,6 +147,11 @@ def ppo_config(settings: dict, env_id: str, seed: int, model_overrides: Optional
         .callbacks(on_episode_end=log_episode_return)
         .debugging(seed=seed, log_level="ERROR")
     )
+    if torch.cuda.is_available():
+        # distrl's learner takes the GPU when there is one (runtime.num_gpus_per_learner: auto);
+        # RLlib's local learner does only when asked.
+        config = config.learners(num_learners=0, num_gpus_per_learner=1)
+    return config
 
 
 def log_episode_return(episode, metrics_logger, **kwargs) -> None:
