@@ -52,7 +52,7 @@ def main() -> None:
         returns = [r["episode_return_mean"] for r in reports]
         by_time.plot([r["time_s"] / 60 for r in reports], returns, label=label)
         by_steps.plot([r["env_steps"] / 1e6 for r in reports], returns, label=label)
-    for axis, name in ((by_time, "wall clock (minutes)"), (by_steps, "env steps (millions; frames = 4 x steps)")):
+    for axis, name in ((by_time, "wall clock (minutes)"), (by_steps, "env steps (millions)")):
         axis.set_xlabel(name)
         axis.grid(alpha=0.3)
         if args.target is not None:
