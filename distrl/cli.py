@@ -1,4 +1,4 @@
-"""Command line: ``distrl train``, ``eval``, ``envs``, ``submit`` and ``jobs``.
+"""Command line: ``distrl train``, ``eval``, ``envs``, ``plot``, ``baseline``, ``submit`` and ``jobs``.
 
 Errors the user can fix print one paragraph and exit non-zero (2 for bad input); they
 never print a traceback.
@@ -82,8 +82,40 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10, metavar="N")
     evaluate.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
     evaluate.add_argument("--seed", type=int, default=12345, metavar="S")
+    evaluate.add_argument(
+        "--video",
+        metavar="FILE",
+        help="also record the episodes, as the game's own colour screen, into one .mp4 (or .gif) file; "
+        "needs pip install 'distrl[video]'",
+    )
 
     sub.add_parser("envs", help="list the environment families, their ids and default options")
+
+    plot = sub.add_parser(
+        "plot",
+        help="draw runs' learning curves (mean return vs env steps and vs wall clock) into a PNG",
+        description="Learning curves from runs' progress.jsonl. Runs whose configs differ only in seed "
+        "are drawn as one curve: their mean, with a band from the lowest to the highest run.",
+    )
+    plot.add_argument("runs", nargs="+", metavar="RUN", help="run output folders (or progress.jsonl files)")
+    plot.add_argument("-o", "--out", default="curve.png", metavar="FILE", help="the figure (.png, .svg, .pdf)")
+    plot.add_argument("--labels", nargs="+", metavar="LABEL", help="one legend label per curve")
+    plot.add_argument("--target", type=float, metavar="R", help="draw this return as a dashed line")
+    plot.add_argument("--title", default="", metavar="TEXT")
+
+    baseline = sub.add_parser(
+        "baseline",
+        help="play episodes with a random or heuristic policy: the floor of a learning curve",
+    )
+    baseline.add_argument("env", metavar="ENV", help="environment id, e.g. distrl/MarketMaking-v0")
+    baseline.add_argument(
+        "--policy", choices=["random", "heuristic"], default="random", help="heuristic: where one is written"
+    )
+    baseline.add_argument("--episodes", type=int, default=100, metavar="N")
+    baseline.add_argument("--seed", type=int, default=12345, metavar="S")
+    baseline.add_argument(
+        "--set", metavar="env.options.KEY=VALUE", nargs="+", action="extend", default=[], help="env options"
+    )
 
     submit = sub.add_parser(
         "submit",
@@ -241,10 +273,46 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise DistrlError(f"--episodes must be at least 1, got {args.episodes}.")
-    returns, folder = evaluate(args.checkpoint, args.episodes, greedy=args.greedy, seed=args.seed)
+    returns, folder = evaluate(args.checkpoint, args.episodes, greedy=args.greedy, seed=args.seed, video=args.video)
     import numpy as np
 
     print(f"checkpoint: {folder}")
+    print(f"episodes: {len(returns)}")
+    print(f"return mean: {np.mean(returns):.3f}")
+    print(f"return std: {np.std(returns):.3f}")
+    if args.video:
+        print(f"video: {Path(args.video).resolve()}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from distrl.plot import plot
+
+    for line in plot([Path(run) for run in args.runs], Path(args.out), args.labels, args.target, args.title):
+        print(line)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from distrl.baselines import play
+    from distrl.config import parse_override
+    from distrl.envs import check_id
+
+    if args.episodes < 1:
+        raise DistrlError(f"--episodes must be at least 1, got {args.episodes}.")
+    options: dict[str, Any] = {}
+    for item in args.set:
+        key, value = parse_override(item)
+        if not key.startswith("env.options."):
+            raise ConfigError(f"distrl baseline takes env options only (--set env.options.KEY=VALUE); got {key!r}.")
+        options[key.removeprefix("env.options.")] = value
+    check_id(args.env)
+    returns = play(args.env, args.policy, args.episodes, args.seed, options)
+    import numpy as np
+
+    print(f"env: {args.env}")
+    print(f"policy: {args.policy}")
     print(f"episodes: {len(returns)}")
     print(f"return mean: {np.mean(returns):.3f}")
     print(f"return std: {np.std(returns):.3f}")
@@ -291,7 +359,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "submit": cmd_submit, "jobs": cmd_jobs}
+    handlers = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "envs": cmd_envs,
+        "plot": cmd_plot,
+        "baseline": cmd_baseline,
+        "submit": cmd_submit,
+        "jobs": cmd_jobs,
+    }
     try:
         return handlers[args.command](args)
     except DistrlError as error:

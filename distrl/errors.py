@@ -26,3 +26,9 @@ class EnvironmentNotAvailable(DistrlError):
     """An env id nobody registered, a family whose package is missing, or a missing ROM."""
 
     exit_code = 2
+
+
+class VideoError(DistrlError):
+    """A video distrl cannot write: a file format it does not know, or moviepy missing."""
+
+    exit_code = 2

@@ -2,50 +2,227 @@
 
 from __future__ import annotations
 
+import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any, Optional
 
+import gymnasium as gym
 import numpy as np
 import torch
 import yaml
+from gymnasium.wrappers import RecordVideo
 
 from distrl import checkpoint
 from distrl.algos import ALGORITHMS
 from distrl.config import resolve
-from distrl.envs import family_of, make_env
-from distrl.errors import CheckpointError
+from distrl.envs import family_of, frames_per_step, make_env
+from distrl.errors import CheckpointError, VideoError
 from distrl.models import build_model
 
+VIDEO_SUFFIXES = (".mp4", ".gif")
+# An env whose metadata names no speed (Catch) plays a few moves a second, slow enough to follow.
+DEFAULT_VIDEO_FPS = 10
+# Frames smaller than this on their short side (Catch draws one pixel per cell) are scaled up;
+# the games (Doom 160x120 and up) are recorded at their own size.
+MIN_VIDEO_SIDE = 100
 
-def evaluate(path: str | Path, episodes: int, greedy: bool = False, seed: int = 12345) -> tuple[list[float], Path]:
+
+def evaluate(
+    path: str | Path,
+    episodes: int,
+    greedy: bool = False,
+    seed: int = 12345,
+    video: Optional[str | Path] = None,
+) -> tuple[list[float], Path]:
     """Returns the game score of each of ``episodes`` episodes, and the checkpoint used.
 
     Evaluation plays whole games: training-only shortcuts (life loss as terminal) are off,
     and the score is the raw reward, not the clipped one the learner sees.
-    """
-    folder, state = checkpoint.load(path)
-    config = resolve(yaml.safe_load(state["config_yaml"]) or {})
-    options = {**config.env.options, **family_of(config.env.id).eval_options}
-    env = make_env(config.env.id, seed=seed, **options)
-    model = build_model(config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head)
-    try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as error:
-        raise CheckpointError(
-            f"The weights in {str(folder)!r} do not fit the {config.algo} model its config describes "
-            f"({str(error).splitlines()[0]}). The checkpoint may come from another distrl version."
-        ) from None
-    model.eval()
-    torch.manual_seed(seed)
 
+    ``video`` (an .mp4 or .gif path) records all the episodes, one after the other, into
+    that one file, as a person would see them: the env's colour render (not the agent's
+    84x84 input), one frame per agent step, played at the game's own speed (emulator frames
+    per second over the frame skip). gymnasium's RecordVideo cuts the episodes and captures
+    the frames. The policy sees the same observations as without ``video``, so the scores
+    do not change.
+    """
+    video = Path(video) if video is not None else None
+    staging = _staging_folder(video) if video is not None else None
+    try:
+        folder, state = checkpoint.load(path)
+        config = resolve(yaml.safe_load(state["config_yaml"]) or {})
+        options = {**config.env.options, **family_of(config.env.id).eval_options}
+        env = make_env(config.env.id, seed=seed, render_mode=None if staging is None else "rgb_array", **options)
+        sink: Optional[_VideoFile] = None
+        try:
+            model = build_model(
+                config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head
+            )
+            try:
+                model.load_state_dict(state["model"])
+            except (RuntimeError, KeyError) as error:
+                raise CheckpointError(
+                    f"The weights in {str(folder)!r} do not fit the {config.algo} model its config describes "
+                    f"({str(error).splitlines()[0]}). The checkpoint may come from another distrl version."
+                ) from None
+            model.eval()
+            torch.manual_seed(seed)
+            if staging is not None and video is not None:
+                sink = _VideoFile(staging / f"video{video.suffix.lower()}", _video_fps(env, config.env.id, options))
+                env = _OneVideo(_Watchable(env), staging / "unused", sink)
+            returns = _play(env, model, episodes, greedy)
+        finally:
+            try:
+                env.close()  # the last episode's frames are written here
+            finally:
+                if sink is not None:
+                    sink.close()
+        if sink is not None and video is not None:
+            if not sink.path.is_file():
+                raise VideoError(f"No frames were recorded for {str(video)!r}: {config.env.id} rendered nothing.")
+            os.replace(sink.path, video)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return returns, folder
+
+
+def _play(env: gym.Env, model: Any, episodes: int, greedy: bool) -> list[float]:
+    """Stops right at the end of the last episode: one more reset would start recording an
+    episode nobody asked for."""
     returns: list[float] = []
     obs, _ = env.reset()
-    while len(returns) < episodes:
+    while True:
         with torch.inference_mode():
             action = model.act(torch.from_numpy(np.asarray(obs)[None]), greedy=greedy)["actions"][0]
         obs, _, terminated, truncated, info = env.step(int(action))
         if "episode_return" in info:
             returns.append(float(info["episode_return"]))
+            if len(returns) == episodes:
+                return returns
         if terminated or truncated:
             obs, _ = env.reset()
-    env.close()
-    return returns, folder
+
+
+def _staging_folder(video: Path) -> Path:
+    """Checks the request before any episode is played, and makes the folder the video is
+    written in. It lies next to ``video``, so the finished file is renamed into place: an
+    interrupted run never leaves half a video under the user's name."""
+    suffix = video.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise VideoError(
+            f"--video writes an .mp4 video (or an animated .gif); {str(video)!r} ends in "
+            f"{suffix or 'no suffix'!r}. Name the file like eval.mp4 or eval.gif."
+        )
+    if video.is_dir():
+        raise VideoError(f"--video {str(video)!r} is a folder; give a file name such as {str(video / 'eval.mp4')!r}.")
+    try:
+        import moviepy  # noqa: F401  (RecordVideo asks for it; it brings ffmpeg and imageio)
+    except ImportError:
+        raise VideoError(
+            "Recording a video needs moviepy, which is not installed. Install it with "
+            "`pip install 'distrl[video]'` and run again."
+        ) from None
+    try:
+        video.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".distrl-video-", dir=video.parent))
+    except OSError as error:
+        raise VideoError(
+            f"Cannot write the video to {str(video)!r}: {error.strerror or error}. Choose a folder you can write to."
+        ) from None
+
+
+def _video_fps(env: gym.Env, env_id: str, options: dict[str, Any]) -> float:
+    """The game's own speed in agent steps per second: one frame is recorded per step."""
+    metadata = env.metadata
+    native = (
+        family_of(env_id).frames_per_second
+        or metadata.get("render_fps")
+        or metadata.get("video.frames_per_second")  # stable-retro's key
+    )
+    if not native:
+        return DEFAULT_VIDEO_FPS
+    return round(float(native) / frames_per_step(env_id, options), 2)
+
+
+class _Watchable(gym.Wrapper):
+    """Rendered frames as a video player shows them well: a tiny grid scaled up with sharp
+    pixels, and an even width and height (H.264 stores odd sizes in a format many players
+    refuse)."""
+
+    def render(self):
+        frame = self.env.render()
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+            return frame
+        scale = math.ceil(MIN_VIDEO_SIDE / min(frame.shape[:2]))
+        if scale > 1:
+            frame = frame.repeat(scale, axis=0).repeat(scale, axis=1)
+        if frame.shape[0] % 2 or frame.shape[1] % 2:
+            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)))
+        return frame
+
+
+class _VideoFile:
+    """Frames in, one file out, frame for frame: H.264 .mp4 through moviepy's ffmpeg writer,
+    or an animated .gif through imageio's pillow plugin (moviepy's own GIF route)."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path = path
+        self.fps = fps
+        self._writer: Any = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is None:
+            if self.path.suffix == ".gif":
+                import imageio.v3 as iio
+
+                self._writer = iio.imopen(str(self.path), "w", plugin="pillow")
+            else:
+                from moviepy.video.io.ffmpeg_writer import FFMPEG_VideoWriter
+
+                self._writer = FFMPEG_VideoWriter(str(self.path), (frame.shape[1], frame.shape[0]), self.fps)
+        if self.path.suffix == ".gif":
+            self._writer.write(frame, duration=1000 / self.fps, loop=0)  # milliseconds
+        else:
+            self._writer.write_frame(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class _OneVideo(RecordVideo):
+    """gymnasium's RecordVideo cuts the episodes and captures their frames; here every frame
+    goes on into one open file as soon as it is drawn. RecordVideo's own writer keeps a whole
+    episode in memory (Pong at full length: gigabytes) and passes it through moviepy's
+    ImageSequenceClip, which in moviepy 2.2 repeats and drops frames (frame times rounded as
+    floats: moviepy issues #2412 and #2507), often the last one, which shows how it ended."""
+
+    def __init__(self, env: gym.Env, folder: Path, sink: _VideoFile):
+        # RecordVideo makes ``folder`` (and warns if it exists) though nothing is written there.
+        super().__init__(env, str(folder), episode_trigger=lambda episode: True, disable_logger=True)
+        self.sink = sink
+
+    def reset(self, **kwargs):
+        result = super().reset(**kwargs)
+        self._flush()
+        return result
+
+    def step(self, action):
+        result = super().step(action)
+        self._flush()
+        return result
+
+    def stop_recording(self):
+        self._flush()
+        self.recording = False
+        self._video_name = None
+
+    def _flush(self) -> None:
+        for frame in self.recorded_frames:
+            self.sink.write(np.asarray(frame))  # RecordVideo keeps only numpy frames
+        self.recorded_frames = []

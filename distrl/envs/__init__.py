@@ -2,7 +2,8 @@
 
 ``make_env(env_id, seed=None, **options)`` picks the family from the id, applies the
 family's standard preprocessing (``options`` override its defaults) and returns a
-``gymnasium.Env``. Rollout workers, evaluation and benchmarks all build envs here.
+``gymnasium.Env``. Rollout workers, evaluation and benchmarks all build envs here;
+``render_mode="rgb_array"`` (for recording videos) leaves the preprocessing as it is.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class Family:
     frame_skip_option: Optional[str] = None
     # Families of unlike environments list their options per id instead.
     defaults_by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Emulator frames per second where the env's metadata misstates it; a recording plays at
+    # this rate over the frame skip, the game's own speed.
+    frames_per_second: Optional[float] = None
 
 
 FAMILIES: dict[str, Family] = {
@@ -46,6 +50,7 @@ FAMILIES: dict[str, Family] = {
         install="pip install 'distrl[atari]'",
         eval_options=atari.EVAL_OPTIONS,
         frame_skip_option="frame_skip",
+        frames_per_second=atari.FRAMES_PER_SECOND,
     ),
     "doom": Family(
         name="doom",
@@ -149,18 +154,28 @@ def check_id(env_id: str) -> Family:
     return family
 
 
-def make_env(env_id: str, seed: Optional[int] = None, **options: Any) -> gym.Env:
-    """Build ``env_id`` with its family's preprocessing; ``options`` override the defaults."""
+def make_env(env_id: str, seed: Optional[int] = None, render_mode: Optional[str] = None, **options: Any) -> gym.Env:
+    """Build ``env_id`` with its family's preprocessing; ``options`` override the defaults.
+
+    ``render_mode="rgb_array"`` makes ``render()`` return the full colour screen a person
+    would see, not the preprocessed observation; training leaves it at None (no rendering).
+    """
     family = family_of(env_id)
     if family.name in ("doom", "distrl"):
         check_id(env_id)  # an unknown id in these namespaces gets the did-you-mean message
     try:
-        env = family.make(env_id, **options)
+        env = family.make(env_id, render_mode=render_mode, **options)
     except gym.error.Error as error:
         if isinstance(error, (gym.error.NameNotFound, gym.error.VersionNotFound, gym.error.NamespaceNotFound)):
             raise _unknown_id(env_id) from None
         raise EnvironmentNotAvailable(f"Could not create environment {env_id!r}: {error}") from None
     except TypeError as error:
+        if render_mode is not None and "unexpected keyword argument 'render_mode'" in str(error):
+            raise EnvironmentNotAvailable(
+                f"Environment {env_id!r} draws no pictures (its constructor takes no render_mode), so "
+                f"there is nothing to record. Videos work for the pixel games and for gymnasium envs "
+                f"that render, such as CartPole-v1."
+            ) from None
         # gymnasium.make passes unknown keyword options to the env's constructor.
         raise EnvironmentNotAvailable(
             f"Environment {env_id!r} does not accept the options {sorted(options)}: {error}. "

@@ -5,7 +5,7 @@ is done by the learner, so episode returns stay game scores."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import gymnasium as gym
 
@@ -30,6 +30,10 @@ DEFAULTS = {
 
 # Evaluation plays whole games: losing a life is not the end of an episode.
 EVAL_OPTIONS = {"terminal_on_life_loss": False}
+
+# The 2600 draws 60 frames a second (NTSC). ale-py's metadata says render_fps 30 for every
+# game, which would play a recording at half speed.
+FRAMES_PER_SECOND = 60
 
 
 def register() -> None:
@@ -117,10 +121,13 @@ class FireReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, info
 
 
-def make(env_id: str, **options) -> gym.Env:
+def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
     check_options("atari", options, DEFAULTS)
     opts = {**DEFAULTS, **options}
     register()
+    # render() gives the colour screen whatever obs_type is; gymnasium.make hands any key it
+    # gets to the env, so the key is only passed when rendering is asked for.
+    render: dict[str, Any] = {} if render_mode is None else {"render_mode": render_mode}
     env = gym.make(
         env_id,
         frameskip=1,
@@ -129,6 +136,7 @@ def make(env_id: str, **options) -> gym.Env:
         full_action_space=opts["full_action_space"],
         max_num_frames_per_episode=opts["max_episode_frames"],
         disable_env_checker=True,
+        **render,
     )
     env = NoopReset(env, opts["noop_max"])
     env = MaxAndSkip(env, opts["frame_skip"])

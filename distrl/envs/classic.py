@@ -4,6 +4,8 @@ discretize a continuous observation into grid cells, for tabular methods."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import gymnasium as gym
 
 from distrl.envs.wrappers import Discretize, EpisodeStats, OneHot
@@ -16,9 +18,11 @@ CARTPOLE_BINS = [1, 1, 6, 12]
 CARTPOLE_BOUNDS = [[-4.8, 4.8], [-3.0, 3.0], [-0.21, 0.21], [-3.5, 3.5]]
 
 
-def make(env_id: str, **options) -> gym.Env:
+def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
     one_hot = options.pop("one_hot", DEFAULTS["one_hot"])
     bins, bounds = options.pop("bins", None), options.pop("bounds", None)
+    if render_mode is not None:  # gymnasium.make hands every key to the constructor, None too
+        options["render_mode"] = render_mode
     env = gym.make(env_id, disable_env_checker=True, **options)
     env = EpisodeStats(env)
     if bins is not None:

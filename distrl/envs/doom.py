@@ -8,7 +8,7 @@ offered as a discrete set of combinations (every combination of at most
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import gymnasium as gym
 
@@ -86,11 +86,14 @@ class Screen(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return observation["screen"]
 
 
-def make(env_id: str, **options) -> gym.Env:
+def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
     check_options("doom", options, DEFAULTS)
     opts = {**DEFAULTS, **options}
     register()
     explicit = opts["actions"] is not None
+    # "rgb_array" renders the screen buffer as [H, W, 3]: gray repeated in 3 channels when the
+    # agent sees gray, so a recording shows what the agent saw. "human" would open a window.
+    render: dict[str, Any] = {} if render_mode is None else {"render_mode": render_mode}
     env = gym.make(
         env_id,
         frame_skip=opts["frame_skip"],
@@ -99,6 +102,7 @@ def make(env_id: str, **options) -> gym.Env:
         screen_format="GRAY8" if opts["grayscale"] else "RGB24",
         screen_resolution=opts["resolution"],
         disable_env_checker=True,
+        **render,
     )
     if explicit:
         buttons = [str(b).split(".")[-1] for b in cast("VizdoomEnv", env.unwrapped).game.get_available_buttons()]

@@ -111,13 +111,14 @@ def _check_state(game: str, state: Optional[str]) -> None:
         raise EnvironmentNotAvailable(f"{game} has no state {state!r}; its states are {states}.")
 
 
-def make_local(env_id: str, options: dict[str, Any]) -> gym.Env:
+def make_local(env_id: str, options: dict[str, Any], render_mode: Optional[str] = None) -> gym.Env:
     """The preprocessed env in this process (the child's side when ``subprocess`` is on)."""
     stable_retro = _stable_retro()
     game = game_of(env_id)
     check_game(env_id)
     _check_state(game, options["state"])
-    kwargs = {"render_mode": None}  # any other mode opens a window
+    # stable-retro's default, "human", opens a window; "rgb_array" only keeps the last screen.
+    kwargs = {"render_mode": render_mode}
     if options["state"] is not None:
         kwargs["state"] = options["state"]
     env = stable_retro.make(game, **kwargs)
@@ -159,12 +160,12 @@ class ProgressOnly(gym.RewardWrapper, gym.utils.RecordConstructorArgs):
         return gained
 
 
-def make(env_id: str, **options) -> gym.Env:
+def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
     check_options("retro", options, DEFAULTS)
     opts = {**DEFAULTS, **options}
     check_game(env_id)  # in this process, so a missing ROM is reported before a child starts
     if opts["subprocess"]:
         from distrl.envs.subprocess_env import SubprocessEnv
 
-        return SubprocessEnv(functools.partial(make_local, env_id, opts), name=env_id)
-    return make_local(env_id, opts)
+        return SubprocessEnv(functools.partial(make_local, env_id, opts, render_mode), name=env_id)
+    return make_local(env_id, opts, render_mode)

@@ -2,7 +2,8 @@
 
 stable-retro allows one emulator per process, so a rollout worker that steps K retro games
 runs each in its own child process; this proxy looks like any other ``gymnasium.Env``.
-The child builds the whole preprocessed env, so only the small 84x84 frames cross the pipe.
+The child builds the whole preprocessed env, so only the small 84x84 frames cross the pipe
+(and the full screen, when ``render()`` is asked for one to record).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def _serve(connection, make: Callable[[], gym.Env]) -> None:
     """The child's loop: build the env, then answer (command, payload) messages."""
     try:
         env = make()
-        connection.send(("ok", (env.observation_space, env.action_space, env.spec, env.metadata)))
+        connection.send(("ok", (env.observation_space, env.action_space, env.spec, env.metadata, env.render_mode)))
     except BaseException as error:  # report any failure to build, then stop
         connection.send(("error", _portable(error)))
         connection.close()
@@ -29,9 +30,11 @@ def _serve(connection, make: Callable[[], gym.Env]) -> None:
         while True:
             command, payload = connection.recv()
             if command == "step":
-                result: tuple = env.step(payload)
+                result: Any = env.step(payload)
             elif command == "reset":
                 result = env.reset(**payload)
+            elif command == "render":
+                result = env.render()
             elif command == "close":
                 env.close()
                 connection.send(("ok", None))
@@ -59,7 +62,7 @@ def _portable(error: BaseException) -> BaseException:
 
 class SubprocessEnv(gym.Env):
     """Runs ``make()`` in a child process (spawned, so it starts clean inside a Ray worker)
-    and forwards ``reset``/``step``/``close`` to it."""
+    and forwards ``reset``/``step``/``render``/``close`` to it."""
 
     def __init__(self, make: Callable[[], gym.Env], name: str = "environment"):
         self._name = name
@@ -68,7 +71,7 @@ class SubprocessEnv(gym.Env):
         self._process = context.Process(target=_serve, args=(child, make), daemon=True)
         self._process.start()
         child.close()
-        self.observation_space, self.action_space, self.spec, self.metadata = self._receive()
+        self.observation_space, self.action_space, self.spec, self.metadata, self.render_mode = self._receive()
         self._closed = False
 
     def _receive(self) -> Any:
@@ -89,6 +92,10 @@ class SubprocessEnv(gym.Env):
 
     def step(self, action):
         self._connection.send(("step", action))
+        return self._receive()
+
+    def render(self):
+        self._connection.send(("render", None))
         return self._receive()
 
     def close(self):

@@ -7,11 +7,12 @@ states)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import gymnasium as gym
 
 from distrl.envs.wrappers import EpisodeStats, FrameStack, OneHot, ResizeFrame, check_options
+from distrl.errors import EnvironmentNotAvailable
 
 IDS = {
     "distrl/MarketMaking-v0": "distrl.envs.market_making:MarketMakingEnv",
@@ -52,12 +53,19 @@ def is_pixels(env_id: str) -> bool:
     return env_id == "distrl/Catch-v0"
 
 
-def make(env_id: str, **options) -> gym.Env:
+def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
     register()
     defaults = DEFAULTS.get(env_id, {})
     check_options(env_id, options, defaults)
     opts = {**defaults, **options}
     env_kwargs = {k: v for k, v in opts.items() if k not in _PREPROCESSING}
+    if render_mode is not None:
+        if not is_pixels(env_id):  # checked here, before gymnasium warns about the mode
+            raise EnvironmentNotAvailable(
+                f"Environment {env_id!r} draws no pictures, so there is nothing to record; of distrl's "
+                f"own environments, distrl/Catch-v0 does."
+            )
+        env_kwargs["render_mode"] = render_mode
     env = gym.make(env_id, disable_env_checker=True, **env_kwargs)
     env = EpisodeStats(env)
     if env_id == "distrl/Catch-v0":

@@ -1,0 +1,54 @@
+"""`distrl baseline`: the random floor for any env and the market-making heuristic, checked
+against the quotes the env plays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from distrl.baselines import market_momentum, play
+from distrl.envs import make_env
+from distrl.envs.market_making import BUY, HOLD, SELL
+from tests.conftest import assert_clean_error, run_distrl
+
+
+def test_momentum_reads_the_observation_as_the_quotes_say():
+    """The heuristic from the observation against the same rule computed from the env's own
+    quote table: the mid now minus the mid history - 1 steps ago, in mean spreads."""
+    env = make_env("distrl/MarketMaking-v0", seed=3)
+    raw = env.unwrapped
+    obs, _ = env.reset()
+    actions = {HOLD: 0, BUY: 0, SELL: 0}
+    for _ in range(2000):
+        mids = raw.quotes.mean(1)
+        rise = (mids[raw.t] - mids[raw.t - raw.history + 1]) / raw.unit
+        expected = BUY if rise > 1 and raw.position <= 0 else SELL if rise < -1 and raw.position >= 0 else HOLD
+        action = market_momentum(obs, raw.history)
+        assert action == expected
+        actions[action] += 1
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    assert min(actions.values()) > 0  # every branch was taken
+
+
+def test_heuristic_beats_random_on_both_splits():
+    for split in ("train", "test"):
+        random = play("distrl/MarketMaking-v0", "random", 20, 1, {"split": split})
+        heuristic = play("distrl/MarketMaking-v0", "heuristic", 20, 1, {"split": split})
+        assert np.mean(heuristic) > np.mean(random) + 3 * np.std(random) / np.sqrt(20)
+
+
+def test_random_cartpole_is_the_known_floor():
+    returns = play("CartPole-v1", "random", 200, 0, {})
+    assert len(returns) == 200
+    assert 15 < np.mean(returns) < 30  # a uniform policy balances about 22 steps
+
+
+def test_cli_prints_the_mean_and_rejects_what_it_cannot_do():
+    result = run_distrl("baseline", "distrl/MarketMaking-v0", "--policy", "heuristic", "--episodes", "5",
+                        "--set", "env.options.split=test")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "policy: heuristic" in result.stdout and "return mean:" in result.stdout
+    assert_clean_error(run_distrl("baseline", "CartPole-v1", "--policy", "heuristic"))
+    assert_clean_error(run_distrl("baseline", "CartPole-v1", "--set", "ppo.lr=1"))
+    assert_clean_error(run_distrl("baseline", "NoSuchEnv-v9"))
