@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--labels", nargs="+", metavar="LABEL", help="one legend label per curve")
     plot.add_argument("--target", type=float, metavar="R", help="draw this return as a dashed line")
     plot.add_argument("--title", default="", metavar="TEXT")
+    plot.add_argument(
+        "--baseline",
+        nargs="+",
+        default=[],
+        metavar="NAME=R",
+        help="dotted lines for baselines' mean returns, e.g. random=22.5 (see distrl baseline)",
+    )
 
     baseline = sub.add_parser(
         "baseline",
@@ -288,7 +295,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from distrl.plot import plot
 
-    for line in plot([Path(run) for run in args.runs], Path(args.out), args.labels, args.target, args.title):
+    baselines = {}
+    for item in args.baseline:
+        name, _, value = item.partition("=")
+        try:
+            baselines[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--baseline takes NAME=RETURN, for example random=22.5; got {item!r}.") from None
+    runs = [Path(run) for run in args.runs]
+    for line in plot(runs, Path(args.out), args.labels, args.target, args.title, baselines):
         print(line)
     print(f"wrote {args.out}")
     return 0

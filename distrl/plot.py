@@ -99,6 +99,7 @@ def plot(
     labels: Optional[Sequence[str]] = None,
     target: Optional[float] = None,
     title: str = "",
+    baselines: Optional[dict[str, float]] = None,
 ) -> list[str]:
     """Draws the figure and returns one line per curve (label, runs, final mean return)."""
     try:
@@ -151,6 +152,10 @@ def plot(
         axis.grid(alpha=0.3)
         if target is not None:
             axis.axhline(target, color="gray", linestyle="--", linewidth=1)
+        for index, (name, value) in enumerate((baselines or {}).items()):
+            # Only the left axis carries legend entries.
+            line_label: Optional[str] = f"{name} policy: {value:g}" if axis is by_steps else None
+            axis.axhline(value, color="black", linestyle=(0, (1, 2 + index)), linewidth=1, label=line_label)
     by_steps.set_ylabel("mean return, last 100 episodes")
     by_steps.legend(loc="best", fontsize="small")
     if title:

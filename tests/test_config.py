@@ -85,3 +85,16 @@ def test_cli_unknown_env_id_exits_2(tmp_path):
     result = run_distrl("train", "--env", "CartPol-v1", "--stop-env-steps", "100", "--out", str(tmp_path / "r"))
     assert_clean_error(result)
     assert "CartPole-v1" in result.stderr
+
+
+def test_every_shipped_config_resolves():
+    """A typo in a shipped config's keys or values fails here, not in a user's first run."""
+    from pathlib import Path
+
+    from distrl.envs import check_id
+
+    configs = sorted((Path(__file__).resolve().parent.parent / "configs").glob("**/*.yaml"))
+    assert len(configs) > 20
+    for path in configs:
+        config = resolve(load_yaml(path))
+        check_id(config.env.id)

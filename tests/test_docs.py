@@ -12,7 +12,7 @@ SOURCES = [
     *ROOT.glob("docs/*.md"),
     *ROOT.glob("distrl/**/*.py"),
     *ROOT.glob("scripts/*.py"),
-    *ROOT.glob("configs/*.yaml"),
+    *ROOT.glob("configs/**/*.yaml"),
 ]
 # A cited file: a path with a folder and an extension, like docs/design.md or runtime/flows/replay.py.
 CITATION = re.compile(r"(?<![\w./-])((?:[\w-]+/)+[\w.-]+\.(?:md|py|yaml))\b")

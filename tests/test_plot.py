@@ -62,7 +62,7 @@ def test_band_matches_a_point_by_point_reference():
 def test_plot_writes_a_figure_of_the_runs(runs, tmp_path):
     both = tmp_path / "both.png"
     result = run_distrl("plot", str(runs["seed1"]), str(runs["seed2"]), str(runs["other"]), "-o", str(both),
-                        "--target", "475", "--title", "CartPole")  # fmt: skip
+                        "--target", "475", "--title", "CartPole", "--baseline", "random=22.5")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "mean of 2" in result.stdout and f"wrote {both}" in result.stdout
     one = tmp_path / "one.png"
@@ -80,6 +80,7 @@ def test_bad_input_is_a_clean_error(runs, tmp_path):
     assert_clean_error(
         run_distrl("plot", str(runs["seed1"]), str(runs["other"]), "--labels", "one", "-o", str(tmp_path / "x.png"))
     )
+    assert_clean_error(run_distrl("plot", str(runs["seed1"]), "--baseline", "random", "-o", str(tmp_path / "x.png")))
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "progress.jsonl").write_text(

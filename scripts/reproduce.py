@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""Reproduce a row of docs/results.md: train its configs over several seeds, judge each run
+the way the row says, and draw the row's curves.
+
+    python scripts/reproduce.py S8                  # NChain: tabular Q and DQN, seeds 1-3
+    python scripts/reproduce.py S2 S9 --seeds 1 2 3 --runs runs/reproduce --figures docs/img/results
+
+Each run goes to RUNS/ROW/CONFIG-seedS; a folder that already holds a finished run is judged
+again without training, so an interrupted reproduction continues where it stopped. The
+summary printed per config is what docs/results.md records, and the figure is
+FIGURES/ROW.png (``distrl plot``: one curve per config, the mean over seeds and the band
+from the lowest to the highest).
+
+How runs are judged (``Judge``):
+- exact: the greedy policy's expected score, by dynamic programming over the env's known
+  transitions (NChain, FrozenLake: distrl/envs/exact.py), next to the optimum's;
+- eval: the mean score of greedy episodes played with the final checkpoint (``distrl eval``);
+- train: the last and the best 100-episode mean the run reported, and the env steps at
+  which the mean first reached the row's target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Judge:
+    kind: str  # "exact", "eval" or "train"
+    target: Optional[float] = None  # the row's bar, in the judged quantity
+    episodes: int = 100  # greedy episodes, for "eval"
+    # "eval" on Catch reports the catch rate: (mean return + 1) / 2.
+    catch_rate: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    system: str
+    configs: tuple[str, ...]
+    judge: Judge
+    tutorials: str  # the tutorials' own figure, for the table
+    target_line: Optional[float] = None  # dashed line on the figure (in training return)
+    env_id: str = ""  # the env the baselines play (the first config's)
+    heuristic: bool = False  # a heuristic policy exists for env_id
+
+
+ROWS: dict[str, Row] = {
+    "S1": Row(
+        "CartPole-v1: policy gradient, PPO, A2C, Q-learning on a discretized state",
+        (
+            "configs/pg_cartpole.yaml",
+            "configs/ppo_cartpole.yaml",
+            "configs/a2c_cartpole.yaml",
+            "configs/qlearning_cartpole.yaml",
+        ),
+        Judge("train", target=475.0),
+        "random ~20; policy gradient solves it",
+        target_line=475.0,
+        env_id="CartPole-v1",
+    ),
+    "S2": Row(
+        "FrozenLake-v1 4x4 and 8x8, slippery, tabular Q-learning",
+        ("configs/qlearning_frozenlake.yaml", "configs/tutorials/frozenlake8x8_qlearning.yaml"),
+        Judge("exact"),
+        "wins 2-3 of 10 test games (4x4)",
+        env_id="FrozenLake-v1",
+    ),
+    "S7": Row(
+        "MountainCar-v0, DQN",
+        ("configs/tutorials/mountaincar_dqn.yaml",),
+        Judge("train", target=-110.0),
+        "-136.75 mean at 120k steps; -110 called great",
+        target_line=-110.0,
+        env_id="MountainCar-v0",
+    ),
+    "S8": Row(
+        "NChain (5 states, slip 0.2), Q-table and Q-network",
+        ("configs/tutorials/nchain_qlearning.yaml", "configs/tutorials/nchain_dqn.yaml"),
+        Judge("exact"),
+        "learns to walk to the end",
+        env_id="distrl/NChain-v0",
+    ),
+    "S9": Row(
+        "Catch (10x10 pixels), conv DQN",
+        ("configs/tutorials/catch_dqn.yaml",),
+        Judge("eval", target=0.95, catch_rate=True),
+        "catches the ball",
+        target_line=1.0,
+        env_id="distrl/Catch-v0",
+    ),
+}
+
+
+def train(config: str, seed: int, out: Path) -> float:
+    """Trains one run unless ``out`` already holds a finished one; returns its seconds."""
+    progress = out / "progress.jsonl"
+    if progress.is_file() and (out / "checkpoints").is_dir():
+        print(f"  {out}: already trained, judging it again", flush=True)
+        return float("nan")
+    command = [sys.executable, "-m", "distrl", "train", "--config", str(ROOT / config), "--seed", str(seed)]
+    # Reports every second: short runs would otherwise leave a curve of two or three points.
+    command += [
+        "--out",
+        str(out),
+        "--set",
+        "output.console=lines",
+        "output.tensorboard=false",
+        "output.report_every_s=1",
+    ]
+    print(f"  distrl train --config {config} --seed {seed} --out {out}", flush=True)
+    start = time.perf_counter()
+    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"reproduce: {config} seed {seed} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def reports(out: Path) -> list[dict]:
+    lines = (out / "progress.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def judge_exact(out: Path) -> dict:
+    """The greedy policy of a tabular-state run (one-hot states), scored exactly."""
+    import gymnasium as gym
+    import torch
+    import yaml
+
+    from distrl import checkpoint
+    from distrl.algos import ALGORITHMS
+    from distrl.config import resolve
+    from distrl.envs import make_env
+    from distrl.envs.exact import nchain_model, optimal_return, policy_return, toy_text_model
+    from distrl.models import build_model
+
+    _, state = checkpoint.load(out)
+    config = resolve(yaml.safe_load(state["config_yaml"]) or {})
+    env = make_env(config.env.id, **config.env.options)
+    model = build_model(config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head)
+    model.load_state_dict(state["model"])
+    if config.env.id == "distrl/NChain-v0":
+        P, R = nchain_model(
+            **{k: config.env.options[k] for k in ("n", "slip", "small", "large") if k in config.env.options}
+        )
+    else:
+        P, R = toy_text_model(gym.make(config.env.id, **config.env.options))
+    states = env.observation_space.shape[0]
+    with torch.no_grad():
+        greedy = model.act(torch.eye(states), greedy=True)["actions"].numpy().astype(int)
+    policy = np.zeros(P.shape[0], dtype=int)  # the absorbing state, if any, acts arbitrarily
+    policy[:states] = greedy
+    horizon = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
+    env.close()
+    return {
+        "greedy": policy_return(P, R, policy, horizon),
+        "optimum": optimal_return(P, R, horizon),
+        "policy": "".join(map(str, greedy)),
+    }
+
+
+def judge_eval(out: Path, judge: Judge) -> dict:
+    from distrl.evaluate import evaluate
+
+    returns, _ = evaluate(out, judge.episodes, greedy=True)
+    mean = float(np.mean(returns))
+    result = {"greedy_mean": mean, "greedy_std": float(np.std(returns))}
+    if judge.catch_rate:
+        result["catch_rate"] = (mean + 1) / 2
+    return result
+
+
+def judge_train(out: Path, judge: Judge) -> dict:
+    seen = [r for r in reports(out) if r.get("episode_return_mean") is not None]
+    means = [r["episode_return_mean"] for r in seen]
+    reached = next(
+        (r["env_steps"] for r in seen if judge.target is not None and r["episode_return_mean"] >= judge.target), None
+    )
+    return {"last_mean": means[-1], "best_mean": max(means), "steps_to_target": reached}
+
+
+def summary(judged: list[dict]) -> str:
+    """Each judged number over the seeds: the mean, and the range where there are several."""
+    parts = []
+    for key, value in judged[0].items():
+        if key == "seed" or not isinstance(value, (int, float)):
+            continue
+        values = [j[key] for j in judged if isinstance(j[key], (int, float)) and not np.isnan(j[key])]
+        if not values:
+            continue
+        text = f"{key} {np.mean(values):.4g}"
+        if len(values) > 1:
+            text += f" ({min(values):.4g} to {max(values):.4g})"
+        if len(values) < len(judged):
+            text += f" [{len(judged) - len(values)} of {len(judged)} runs: none]"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def judge(out: Path, how: Judge) -> dict:
+    if how.kind == "exact":
+        return judge_exact(out)
+    if how.kind == "eval":
+        return judge_eval(out, how)
+    return judge_train(out, how)
+
+
+def floors(row: Row, table: list[dict]) -> dict[str, float]:
+    """The random (and heuristic) policy's mean return over 100 episodes, the curve's floor;
+    and where the row is judged exactly, the optimum, its ceiling (per episode; FrozenLake's
+    is a success rate, the same number as its mean return)."""
+    from distrl.baselines import play
+
+    policies = ["random"] + (["heuristic"] if row.heuristic else [])
+    lines = {policy: float(np.mean(play(row.env_id, policy, 100, 12345, {}))) for policy in policies}
+    optima = {judged["config"]: judged["optimum"] for judged in table if "optimum" in judged}
+    for config, optimum in optima.items():
+        name = "optimal" if len(set(optima.values())) == 1 else f"optimal ({Path(config).stem})"
+        lines[name] = optimum
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rows", nargs="+", choices=sorted(ROWS), metavar="ROW", help=f"one of {', '.join(ROWS)}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="where the runs go")
+    parser.add_argument("--figures", type=Path, default=Path("docs/img/results"), help="where the PNGs go")
+    args = parser.parse_args()
+
+    from distrl.plot import plot
+
+    for name in args.rows:
+        row = ROWS[name]
+        print(f"{name}: {row.system}", flush=True)
+        table = []
+        for config in row.configs:
+            for seed in args.seeds:
+                out = args.runs / name / f"{Path(config).stem}-seed{seed}"
+                seconds = train(config, seed, out)
+                judged = judge(out, row.judge)
+                last = reports(out)[-1]
+                judged.update(
+                    config=config,
+                    seed=seed,
+                    env_steps=last["env_steps"],
+                    run_s=round(last["time_s"], 1),
+                    wall_s=round(seconds, 1),
+                )
+                print("  " + json.dumps(judged), flush=True)
+                table.append(judged)
+        for config in row.configs:
+            print(f"  {config}: {summary([judged for judged in table if judged['config'] == config])}")
+        figure = args.figures / f"{name.lower()}.png"
+        labels_by_config = [Path(config).stem for config in row.configs]
+        runs = [args.runs / name / f"{Path(config).stem}-seed{seed}" for config in row.configs for seed in args.seeds]
+        baselines = floors(row, table)
+        for policy, value in baselines.items():
+            how = (
+                "exact"
+                if policy.startswith("optimal")
+                else f"distrl baseline {row.env_id} --policy {policy} --episodes 100"
+            )
+            print(f"  {policy} policy: {value:.4g} ({how})")
+        title = f"{name}: {row.system}"
+        for line in plot(
+            runs, figure, labels=labels_by_config, target=row.target_line, title=title, baselines=baselines
+        ):
+            print(f"  {line}")
+        print(f"  figure: {figure}")
+        print(f"  tutorials: {row.tutorials}")
+
+
+if __name__ == "__main__":
+    main()
