@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also record the episodes, as the game's own colour screen, into one .mp4 (or .gif) file; "
         "needs pip install 'distrl[video]'",
     )
+    evaluate.add_argument(
+        "--set",
+        metavar="env.options.KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="play with other env options than training had, e.g. env.options.split=test for held-out data",
+    )
 
     sub.add_parser("envs", help="list the environment families, their ids and default options")
 
@@ -280,10 +288,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise DistrlError(f"--episodes must be at least 1, got {args.episodes}.")
-    returns, folder = evaluate(args.checkpoint, args.episodes, greedy=args.greedy, seed=args.seed, video=args.video)
+    options = env_option_overrides(args.set, "eval")
+    returns, folder = evaluate(
+        args.checkpoint, args.episodes, greedy=args.greedy, seed=args.seed, video=args.video, env_options=options
+    )
     import numpy as np
 
     print(f"checkpoint: {folder}")
+    if options:
+        print("env options: " + ", ".join(f"{key}={value!r}" for key, value in options.items()))
     print(f"episodes: {len(returns)}")
     print(f"return mean: {np.mean(returns):.3f}")
     print(f"return std: {np.std(returns):.3f}")
@@ -309,19 +322,27 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def env_option_overrides(items: list[str], command: str) -> dict[str, Any]:
+    """``--set env.options.KEY=VALUE`` items as a dict of env options: eval and baseline play
+    an env and take nothing else (a learning rate would be silently meaningless there)."""
+    from distrl.config import parse_override
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, value = parse_override(item)
+        if not key.startswith("env.options."):
+            raise ConfigError(f"distrl {command} takes env options only (--set env.options.KEY=VALUE); got {key!r}.")
+        options[key.removeprefix("env.options.")] = value
+    return options
+
+
 def cmd_baseline(args: argparse.Namespace) -> int:
     from distrl.baselines import play
-    from distrl.config import parse_override
     from distrl.envs import check_id
 
     if args.episodes < 1:
         raise DistrlError(f"--episodes must be at least 1, got {args.episodes}.")
-    options: dict[str, Any] = {}
-    for item in args.set:
-        key, value = parse_override(item)
-        if not key.startswith("env.options."):
-            raise ConfigError(f"distrl baseline takes env options only (--set env.options.KEY=VALUE); got {key!r}.")
-        options[key.removeprefix("env.options.")] = value
+    options = env_option_overrides(args.set, "baseline")
     check_id(args.env)
     returns = play(args.env, args.policy, args.episodes, args.seed, options)
     import numpy as np

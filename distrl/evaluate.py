@@ -36,6 +36,7 @@ def evaluate(
     greedy: bool = False,
     seed: int = 12345,
     video: Optional[str | Path] = None,
+    env_options: Optional[dict[str, Any]] = None,
 ) -> tuple[list[float], Path]:
     """Returns the game score of each of ``episodes`` episodes, and the checkpoint used.
 
@@ -48,13 +49,16 @@ def evaluate(
     per second over the frame skip). gymnasium's RecordVideo cuts the episodes and captures
     the frames. The policy sees the same observations as without ``video``, so the scores
     do not change.
+
+    ``env_options`` replace the run's env options, so a policy trained on one part of the
+    data can be judged on another (MarketMaking's ``split="test"``) or on another map.
     """
     video = Path(video) if video is not None else None
     staging = _staging_folder(video) if video is not None else None
     try:
         folder, state = checkpoint.load(path)
         config = resolve(yaml.safe_load(state["config_yaml"]) or {})
-        options = {**config.env.options, **family_of(config.env.id).eval_options}
+        options = {**config.env.options, **family_of(config.env.id).eval_options, **(env_options or {})}
         env = make_env(config.env.id, seed=seed, render_mode=None if staging is None else "rgb_array", **options)
         sink: Optional[_VideoFile] = None
         try:
@@ -88,6 +92,37 @@ def evaluate(
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return returns, folder
+
+
+def exact_scores(path: str | Path) -> dict[str, Any]:
+    """The greedy policy of a run on a tabular system (NChain, FrozenLake: one-hot states),
+    scored by dynamic programming instead of by played episodes: its expected return per
+    episode, the optimum's, and the policy itself as a string of actions by state."""
+    from distrl.envs.exact import nchain_model, optimal_return, policy_return, toy_text_model
+
+    _, state = checkpoint.load(path)
+    config = resolve(yaml.safe_load(state["config_yaml"]) or {})
+    env = make_env(config.env.id, **config.env.options)
+    model = build_model(config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head)
+    model.load_state_dict(state["model"])
+    if config.env.id == "distrl/NChain-v0":
+        P, R = nchain_model(
+            **{k: config.env.options[k] for k in ("n", "slip", "small", "large") if k in config.env.options}
+        )
+    else:
+        P, R = toy_text_model(gym.make(config.env.id, **config.env.options))
+    states = int(np.prod(env.observation_space.shape or (0,)))
+    with torch.no_grad():
+        greedy = model.act(torch.eye(states), greedy=True)["actions"].numpy().astype(int)
+    policy = np.zeros(P.shape[0], dtype=int)  # the absorbing state, if any, acts arbitrarily
+    policy[:states] = greedy
+    horizon = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
+    env.close()
+    return {
+        "greedy": policy_return(P, R, policy, horizon),
+        "optimum": optimal_return(P, R, horizon),
+        "policy": "".join(map(str, greedy)),
+    }
 
 
 def _play(env: gym.Env, model: Any, episodes: int, greedy: bool) -> list[float]:

@@ -14,7 +14,9 @@ from the lowest to the highest).
 How runs are judged (``Judge``):
 - exact: the greedy policy's expected score, by dynamic programming over the env's known
   transitions (NChain, FrozenLake: distrl/envs/exact.py), next to the optimum's;
-- eval: the mean score of greedy episodes played with the final checkpoint (``distrl eval``);
+- eval: the mean score of greedy episodes played with the final checkpoint (``distrl eval``),
+  on other env options where the row says so (MarketMaking's held-out test split), next to
+  the heuristic policy's score on the same options where the row compares with it;
 - train: the last and the best 100-episode mean the run reported, and the env steps at
   which the mean first reached the row's target.
 """
@@ -26,9 +28,9 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -42,6 +44,10 @@ class Judge:
     episodes: int = 100  # greedy episodes, for "eval"
     # "eval" on Catch reports the catch rate: (mean return + 1) / 2.
     catch_rate: bool = False
+    greedy: bool = True  # "eval": the most likely action, or sampled ones
+    # "eval": env options played instead of the run's (``distrl eval --set env.options.K=V``)
+    options: dict[str, Any] = field(default_factory=dict)
+    versus: Optional[str] = None  # "eval": also play this baseline policy on the same options
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Row:
     target_line: Optional[float] = None  # dashed line on the figure (in training return)
     env_id: str = ""  # the env the baselines play (the first config's)
     heuristic: bool = False  # a heuristic policy exists for env_id
+    seeds: tuple[int, ...] = (1, 2, 3)  # unless --seeds is given; long runs use one
 
 
 ROWS: dict[str, Row] = {
@@ -75,6 +82,45 @@ ROWS: dict[str, Row] = {
         Judge("exact"),
         "wins 2-3 of 10 test games (4x4)",
         env_id="FrozenLake-v1",
+    ),
+    "S3": Row(
+        "Doom basic (VizdoomBasic-v1, 3 actions, 84x84x4 frames), PPO and DQN",
+        ("configs/tutorials/doom_basic_ppo.yaml", "configs/tutorials/doom_basic_dqn.yaml"),
+        Judge("train", target=75.0),
+        "learns to shoot the monster",
+        target_line=75.0,
+        env_id="VizdoomBasic-v1",
+    ),
+    "S3-defend": Row(
+        "Doom defend the center (VizdoomDefendCenter-v1), PPO",
+        ("configs/tutorials/doom_defend_center_ppo.yaml",),
+        Judge("train"),
+        "(not in the tutorials)",
+        env_id="VizdoomDefendCenter-v1",
+        seeds=(1,),
+    ),
+    "S3-health": Row(
+        "Doom health gathering (VizdoomHealthGathering-v1), PPO",
+        ("configs/tutorials/doom_health_gathering_ppo.yaml",),
+        Judge("train"),
+        "(not in the tutorials)",
+        env_id="VizdoomHealthGathering-v1",
+        seeds=(1,),
+    ),
+    "S4": Row(
+        "Market making (hold/buy/sell on bid/ask quotes), PPO, judged on the held-out test split",
+        ("configs/tutorials/marketmaking_ppo.yaml", "configs/tutorials/marketmaking_csv_ppo.yaml"),
+        Judge("eval", options={"split": "test"}, versus="heuristic"),
+        "random 30,890 vs heuristic 62,777 profit on a wavy synthetic signal",
+        env_id="distrl/MarketMaking-v0",
+        heuristic=True,
+    ),
+    "S6": Row(
+        "Airstriker (Genesis, ships with stable-retro), A3C: the stand-in for Sonic",
+        ("configs/tutorials/airstriker_a3c.yaml",),
+        Judge("eval", episodes=10, greedy=False),
+        "Sonic: trains across zones",
+        env_id="retro/Airstriker-Genesis-v0",
     ),
     "S7": Row(
         "MountainCar-v0, DQN",
@@ -120,7 +166,8 @@ def train(config: str, seed: int, out: Path) -> float:
     ]
     print(f"  distrl train --config {config} --seed {seed} --out {out}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    # From the repository root: configs name their data files relative to it.
+    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         sys.exit(f"reproduce: {config} seed {seed} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     return time.perf_counter() - start
@@ -132,52 +179,36 @@ def reports(out: Path) -> list[dict]:
 
 
 def judge_exact(out: Path) -> dict:
-    """The greedy policy of a tabular-state run (one-hot states), scored exactly."""
-    import gymnasium as gym
-    import torch
-    import yaml
+    from distrl.evaluate import exact_scores
 
-    from distrl import checkpoint
-    from distrl.algos import ALGORITHMS
-    from distrl.config import resolve
-    from distrl.envs import make_env
-    from distrl.envs.exact import nchain_model, optimal_return, policy_return, toy_text_model
-    from distrl.models import build_model
-
-    _, state = checkpoint.load(out)
-    config = resolve(yaml.safe_load(state["config_yaml"]) or {})
-    env = make_env(config.env.id, **config.env.options)
-    model = build_model(config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head)
-    model.load_state_dict(state["model"])
-    if config.env.id == "distrl/NChain-v0":
-        P, R = nchain_model(
-            **{k: config.env.options[k] for k in ("n", "slip", "small", "large") if k in config.env.options}
-        )
-    else:
-        P, R = toy_text_model(gym.make(config.env.id, **config.env.options))
-    states = env.observation_space.shape[0]
-    with torch.no_grad():
-        greedy = model.act(torch.eye(states), greedy=True)["actions"].numpy().astype(int)
-    policy = np.zeros(P.shape[0], dtype=int)  # the absorbing state, if any, acts arbitrarily
-    policy[:states] = greedy
-    horizon = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
-    env.close()
-    return {
-        "greedy": policy_return(P, R, policy, horizon),
-        "optimum": optimal_return(P, R, horizon),
-        "policy": "".join(map(str, greedy)),
-    }
+    return exact_scores(out)
 
 
 def judge_eval(out: Path, judge: Judge) -> dict:
     from distrl.evaluate import evaluate
 
-    returns, _ = evaluate(out, judge.episodes, greedy=True)
+    returns, _ = evaluate(out, judge.episodes, greedy=judge.greedy, env_options=judge.options)
     mean = float(np.mean(returns))
-    result = {"greedy_mean": mean, "greedy_std": float(np.std(returns))}
+    how = "greedy" if judge.greedy else "sampled"
+    result = {f"{how}_mean": mean, f"{how}_std": float(np.std(returns))}
     if judge.catch_rate:
         result["catch_rate"] = (mean + 1) / 2
+    if judge.versus:
+        from distrl.baselines import play
+
+        config = run_config(out)
+        baseline = play(config.env.id, judge.versus, judge.episodes, 12345, {**config.env.options, **judge.options})
+        result[f"{judge.versus}_mean"] = float(np.mean(baseline))
+        result[f"ratio_to_{judge.versus}"] = mean / float(np.mean(baseline))
     return result
+
+
+def run_config(out: Path) -> Any:
+    import yaml
+
+    from distrl.config import resolve
+
+    return resolve(yaml.safe_load((out / "config.yaml").read_text()) or {})
 
 
 def judge_train(out: Path, judge: Judge) -> dict:
@@ -215,14 +246,25 @@ def judge(out: Path, how: Judge) -> dict:
     return judge_train(out, how)
 
 
-def floors(row: Row, table: list[dict]) -> dict[str, float]:
-    """The random (and heuristic) policy's mean return over 100 episodes, the curve's floor;
-    and where the row is judged exactly, the optimum, its ceiling (per episode; FrozenLake's
-    is a success rate, the same number as its mean return)."""
+def floors(row: Row, table: list[dict], runs: list[Path]) -> dict[str, float]:
+    """The random (and heuristic) policy's mean return over 100 episodes, the curve's floor,
+    on the env options the runs trained with (one line per config where those differ, as
+    MarketMaking's two data streams do); and where the row is judged exactly, the optimum,
+    its ceiling (per episode; FrozenLake's is a success rate, the same number as its mean
+    return)."""
     from distrl.baselines import play
 
     policies = ["random"] + (["heuristic"] if row.heuristic else [])
-    lines = {policy: float(np.mean(play(row.env_id, policy, 100, 12345, {}))) for policy in policies}
+    options_by_config: dict[str, dict] = {}
+    for config, out in zip(row.configs, runs[:: max(len(runs) // len(row.configs), 1)]):
+        options_by_config[Path(config).stem] = dict(run_config(out).env.options)
+    distinct = {json.dumps(options, sort_keys=True) for options in options_by_config.values()}
+    lines = {}
+    for stem, options in options_by_config.items():
+        for policy in policies:
+            name = policy if len(distinct) == 1 else f"{policy} ({stem})"
+            if name not in lines:
+                lines[name] = float(np.mean(play(row.env_id, policy, 100, 12345, options)))
     optima = {judged["config"]: judged["optimum"] for judged in table if "optimum" in judged}
     for config, optimum in optima.items():
         name = "optimal" if len(set(optima.values())) == 1 else f"optimal ({Path(config).stem})"
@@ -233,10 +275,11 @@ def floors(row: Row, table: list[dict]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("rows", nargs="+", choices=sorted(ROWS), metavar="ROW", help=f"one of {', '.join(ROWS)}")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--seeds", nargs="+", type=int, help="default: the row's (1 2 3; one seed for long runs)")
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"), help="where the runs go")
     parser.add_argument("--figures", type=Path, default=Path("docs/img/results"), help="where the PNGs go")
     args = parser.parse_args()
+    args.runs = args.runs.resolve()  # training runs from the repository root
 
     from distrl.plot import plot
 
@@ -244,8 +287,9 @@ def main() -> None:
         row = ROWS[name]
         print(f"{name}: {row.system}", flush=True)
         table = []
+        seeds = args.seeds or list(row.seeds)
         for config in row.configs:
-            for seed in args.seeds:
+            for seed in seeds:
                 out = args.runs / name / f"{Path(config).stem}-seed{seed}"
                 seconds = train(config, seed, out)
                 judged = judge(out, row.judge)
@@ -263,13 +307,13 @@ def main() -> None:
             print(f"  {config}: {summary([judged for judged in table if judged['config'] == config])}")
         figure = args.figures / f"{name.lower()}.png"
         labels_by_config = [Path(config).stem for config in row.configs]
-        runs = [args.runs / name / f"{Path(config).stem}-seed{seed}" for config in row.configs for seed in args.seeds]
-        baselines = floors(row, table)
+        runs = [args.runs / name / f"{Path(config).stem}-seed{seed}" for config in row.configs for seed in seeds]
+        baselines = floors(row, table, runs)
         for policy, value in baselines.items():
             how = (
                 "exact"
                 if policy.startswith("optimal")
-                else f"distrl baseline {row.env_id} --policy {policy} --episodes 100"
+                else f"distrl baseline {row.env_id} --policy {policy.split()[0]} --episodes 100 (the run's env options)"
             )
             print(f"  {policy} policy: {value:.4g} ({how})")
         title = f"{name}: {row.system}"

@@ -18,16 +18,40 @@ Image = pytest.importorskip("PIL.Image")
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """Two seeds of one config and a third run with another learning rate, 6k steps each."""
+    """One real run (6k steps), and two runs made from its files: "seed2", its config with
+    another seed and returns 20 lower (the same experiment, so a band), and "other", its
+    config with another learning rate (another curve). Training three runs would add half
+    a minute to the suite and test nothing more of the plotting."""
+    import yaml
+
     root = tmp_path_factory.mktemp("runs")
-    folders = {}
-    for name, extra in (("seed1", ["--seed", "1"]), ("seed2", ["--seed", "2"]), ("other", ["--set", "ppo.lr=3e-4"])):
+    seed1 = root / "seed1"
+    result = run_distrl(
+        "train", "--env", "CartPole-v1", "--num-workers", "1", "--stop-env-steps", "6000", "--seed", "1",
+        "--out", str(seed1), "--set", "output.console=lines", "output.tensorboard=false",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    folders = {"seed1": seed1}
+    config = yaml.safe_load((seed1 / "config.yaml").read_text())
+    records = [json.loads(line) for line in (seed1 / "progress.jsonl").read_text().splitlines() if line.strip()]
+    for name, change, shift in (("seed2", ("seed", 2), -20.0), ("other", ("ppo.lr", 3e-4), 0.0)):
         out = root / name
-        result = run_distrl(
-            "train", "--env", "CartPole-v1", "--num-workers", "1", "--stop-env-steps", "6000",
-            "--out", str(out), *extra, "--set", "output.console=lines", "output.tensorboard=false",
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-2000:]
+        out.mkdir()
+        edited = json.loads(json.dumps(config))
+        key, value = change
+        section = edited
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            section = section[parent]
+        section[leaf] = value
+        edited["output"]["dir"] = str(out)
+        (out / "config.yaml").write_text(yaml.safe_dump(edited))
+        lines = []
+        for record in records:
+            if record.get("episode_return_mean") is not None:
+                record = {**record, "episode_return_mean": record["episode_return_mean"] + shift}
+            lines.append(json.dumps(record))
+        (out / "progress.jsonl").write_text("\n".join(lines) + "\n")
         folders[name] = out
     return folders
 

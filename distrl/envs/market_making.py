@@ -67,7 +67,8 @@ def load_quotes(path: str | Path, data_format: str = "auto", price_scale: Option
     ConfigError naming its line."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"MarketMaking data file {str(path)!r} does not exist.")
+        where = "" if path.is_absolute() else f" (a relative path is read from the folder distrl runs in, {Path.cwd()})"
+        raise ConfigError(f"MarketMaking data file {str(path)!r} does not exist{where}.")
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows:

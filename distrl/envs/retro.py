@@ -1,6 +1,11 @@
 """Sega, Nintendo and other console games through stable-retro, as ``retro/<Game>`` ids
 (``retro/SonicTheHedgehog-Genesis-v0``, option ``state=GreenHillZone.Act1``).
 
+``state`` may also be a list: each episode then starts from one of its states, drawn
+uniformly with the env's seed (the Retro Contest trained one policy over 13 Sonic zones
+this way). An entry is a state name of the game's integration or a path to a ``.state``
+file, gzip'd as stable-retro saves them (``env.unwrapped.em.get_state()``).
+
 Preprocessing: frame skip 4, 84x84 gray, 4-frame stack, a discrete action set of button
 combinations chosen per game, a per-game reward scale. stable-retro allows one emulator per
 process, so each copy runs in its own child process (``subprocess=True``, the default).
@@ -12,9 +17,12 @@ from __future__ import annotations
 
 import difflib
 import functools
-from typing import Any, Optional
+import gzip
+from pathlib import Path
+from typing import Any, Optional, cast
 
 import gymnasium as gym
+import numpy as np
 
 from distrl.envs.wrappers import (
     ButtonCombos,
@@ -30,7 +38,8 @@ from distrl.errors import EnvironmentNotAvailable
 PREFIX = "retro/"
 
 DEFAULTS: dict[str, Any] = {
-    "state": None,  # None: the game's default start state
+    "state": None,  # None: the game's default start state; a name, a .state path, or a list of them
+    "scenario": None,  # None: the game's "scenario" (reward and end rules); e.g. "contest" for Sonic's x-progress
     "frame_skip": 4,
     "screen_size": 84,
     "grayscale": True,
@@ -103,12 +112,68 @@ def check_game(env_id: str) -> None:
         ) from None
 
 
-def _check_state(game: str, state: Optional[str]) -> None:
+def _state_file(game: str, state: str) -> Optional[str]:
+    """The file of a state: a path to a ``.state`` file, or a name in the game's integration."""
+    if state.endswith(".state") and Path(state).expanduser().is_file():
+        return str(Path(state).expanduser())
+    data = _stable_retro().data
+    name = state if state.endswith(".state") else state + ".state"
+    return data.get_file_path(game, name, data.Integrations.ALL)
+
+
+def check_state(game: str, state: Optional[str | list[str]]) -> None:
     if state is None:
         return
-    states = _stable_retro().data.list_states(game, _stable_retro().data.Integrations.ALL)
-    if state not in states:
-        raise EnvironmentNotAvailable(f"{game} has no state {state!r}; its states are {states}.")
+    states = [state] if isinstance(state, str) else state
+    if not isinstance(states, list) or not states or not all(isinstance(entry, str) for entry in states):
+        raise EnvironmentNotAvailable(
+            f"env.options.state must be a state name, a path to a .state file, or a non-empty list of them; "
+            f"got {state!r}."
+        )
+    for entry in states:
+        if _state_file(game, entry) is None:
+            known = _stable_retro().data.list_states(game, _stable_retro().data.Integrations.ALL)
+            raise EnvironmentNotAvailable(
+                f"{game} has no state {entry!r}; its states are {known} (a path to a .state file works too)."
+            )
+
+
+def check_scenario(game: str, scenario: Optional[str]) -> None:
+    if scenario is None or (scenario.endswith(".json") and Path(scenario).is_file()):
+        return
+    data = _stable_retro().data
+    if data.get_file_path(game, scenario + ".json", data.Integrations.ALL) is None:
+        folder = Path(data.get_file_path(game, "data.json", data.Integrations.ALL) or ".").parent
+        known = sorted(p.stem for p in folder.glob("*.json") if p.stem not in ("data", "metadata", "xpos"))
+        raise EnvironmentNotAvailable(
+            f"{game} has no scenario {scenario!r}; its scenarios are {known} (a path to a .json file works too)."
+        )
+
+
+class StartStates(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Starts each episode from a state drawn from ``states``. stable-retro's env holds one
+    start state (``initial_state``, set by ``load_state``) and restores it on reset; this
+    swaps it before each reset. The draw uses its own generator, seeded by reset's seed,
+    so a seeded run replays its sequence of levels. ``info["start_state"]`` names the draw."""
+
+    def __init__(self, env: gym.Env, game: str, states: list[str]):
+        gym.utils.RecordConstructorArgs.__init__(self, game=game, states=states)
+        gym.Wrapper.__init__(self, env)
+        self.names = list(states)
+        self._saves = []
+        for state in self.names:
+            with gzip.open(cast(str, _state_file(game, state)), "rb") as handle:
+                self._saves.append(handle.read())
+        self._rng = np.random.default_rng()
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        index = int(self._rng.integers(len(self._saves)))
+        retro_env = self.env.unwrapped
+        retro_env.initial_state = self._saves[index]  # type: ignore[attr-defined]
+        observation, info = self.env.reset(seed=seed, options=options)
+        return observation, {**info, "start_state": self.names[index]}
 
 
 def make_local(env_id: str, options: dict[str, Any], render_mode: Optional[str] = None) -> gym.Env:
@@ -116,12 +181,15 @@ def make_local(env_id: str, options: dict[str, Any], render_mode: Optional[str] 
     stable_retro = _stable_retro()
     game = game_of(env_id)
     check_game(env_id)
-    _check_state(game, options["state"])
+    check_state(game, options["state"])
+    check_scenario(game, options["scenario"])
     # stable-retro's default, "human", opens a window; "rgb_array" only keeps the last screen.
     kwargs = {"render_mode": render_mode}
-    if options["state"] is not None:
-        kwargs["state"] = options["state"]
+    if options["scenario"] is not None:
+        kwargs["scenario"] = options["scenario"]
     env = stable_retro.make(game, **kwargs)
+    if options["state"] is not None:
+        env = StartStates(env, game, [options["state"]] if isinstance(options["state"], str) else options["state"])
     buttons = list(env.unwrapped.buttons)
     env = ButtonCombos(env, buttons, options["actions"] or default_actions(game, buttons))
     env = MaxAndSkip(env, options["frame_skip"])
@@ -164,6 +232,8 @@ def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
     check_options("retro", options, DEFAULTS)
     opts = {**DEFAULTS, **options}
     check_game(env_id)  # in this process, so a missing ROM is reported before a child starts
+    check_state(game_of(env_id), opts["state"])  # and a bad state or scenario too
+    check_scenario(game_of(env_id), opts["scenario"])
     if opts["subprocess"]:
         from distrl.envs.subprocess_env import SubprocessEnv
 

@@ -1,17 +1,21 @@
+import gzip
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from gymnasium.utils.env_checker import check_env
 
 from conftest import assert_clean_error, run_distrl
 from distrl.envs import check_id, make_env
-from distrl.envs.retro import SONIC_ACTIONS, ProgressOnly, default_actions
+from distrl.envs.retro import SONIC_ACTIONS, ProgressOnly, check_scenario, check_state, default_actions
 from distrl.errors import EnvironmentNotAvailable
 
 pytest.importorskip("stable_retro")
 
 AIRSTRIKER = "retro/Airstriker-Genesis-v0"
+CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "tutorials"
 
 
 def test_airstriker_passes_the_checker_with_uint8_frame_stacks():
@@ -45,10 +49,67 @@ def test_a_missing_rom_names_the_import_command():
         check_id("retro/SonicTheHedgehg-Genesis-v0")
 
 
+def test_a_list_of_start_states_draws_one_per_episode(tmp_path):
+    """The Sonic row's option, checked on Airstriker with two states that look different: the
+    game's own Level1 and a save taken 150 steps into play."""
+    env = make_env(AIRSTRIKER, seed=0, subprocess=False, frame_stack=1)
+    env.reset(seed=0)
+    for _ in range(150):
+        env.step(1)
+    later = tmp_path / "later.state"
+    with gzip.open(later, "wb") as handle:
+        handle.write(env.unwrapped.em.get_state())
+    env.close()
+
+    env = make_env(AIRSTRIKER, seed=0, subprocess=False, frame_stack=1, state=["Level1", str(later)])
+    draws: dict[str, list[np.ndarray]] = {}
+    order = []
+    for seed in range(12):
+        obs, info = env.reset(seed=seed)
+        draws.setdefault(info["start_state"], []).append(obs)
+        order.append(info["start_state"])
+    assert set(draws) == {"Level1", str(later)}
+    for frames in draws.values():  # a state starts the same every time
+        assert all(np.array_equal(frame, frames[0]) for frame in frames)
+    assert not np.array_equal(draws["Level1"][0], draws[str(later)][0])
+    assert [env.reset(seed=seed)[1]["start_state"] for seed in range(12)] == order  # a seed replays its draw
+    env.close()
+
+    child = make_env(AIRSTRIKER, seed=0, state=["Level1", str(later)])  # the default: in a child process
+    assert child.reset(seed=3)[1]["start_state"] == order[3]
+    child.close()
+
+    with pytest.raises(EnvironmentNotAvailable, match=r"has no state 'Level9'.*Level1"):
+        make_env(AIRSTRIKER, state=["Level1", "Level9"])
+    with pytest.raises(EnvironmentNotAvailable, match="list of them"):
+        make_env(AIRSTRIKER, state=[])
+    with pytest.raises(EnvironmentNotAvailable, match=r"has no scenario 'contest'.*scenario"):
+        make_env(AIRSTRIKER, scenario="contest")
+
+
 def test_cli_without_the_sonic_rom_exits_with_the_instructions(tmp_path):
     result = run_distrl("train", "--env", "retro/SonicTheHedgehog-Genesis-v0", "--out", str(tmp_path / "r"))
     assert_clean_error(result)
     assert "python -m stable_retro.import DIR" in result.stderr and "SonicTheHedgehog" in result.stderr
+
+
+@pytest.mark.parametrize("config", ["mario_a2c.yaml", "sonic_a3c.yaml"])
+def test_the_rom_configs_without_their_rom_exit_with_the_instructions(config, tmp_path):
+    result = run_distrl("train", "--config", str(CONFIGS / config), "--out", str(tmp_path / "r"))
+    assert_clean_error(result)
+    assert "python -m stable_retro.import DIR" in result.stderr
+
+
+def test_the_sonic_config_names_states_and_a_scenario_the_game_has():
+    """Checked against stable-retro's integration files, which ship without the ROM: a user
+    who imports the ROM is not stopped by a misspelt act."""
+    options = yaml.safe_load((CONFIGS / "sonic_a3c.yaml").read_text())["env"]["options"]
+    game = "SonicTheHedgehog-Genesis-v0"
+    check_state(game, options["state"])
+    check_scenario(game, options["scenario"])
+    assert len(set(options["state"])) == 13
+    with pytest.raises(EnvironmentNotAvailable, match="has no state 'GreenHillZone.Act4'"):
+        check_state(game, [*options["state"], "GreenHillZone.Act4"])
 
 
 def test_action_sets():
