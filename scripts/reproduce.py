@@ -150,10 +150,14 @@ ROWS: dict[str, Row] = {
 
 def train(config: str, seed: int, out: Path) -> float:
     """Trains one run unless ``out`` already holds a finished one; returns its seconds."""
-    progress = out / "progress.jsonl"
-    if progress.is_file() and (out / "checkpoints").is_dir():
+    if finished(out):
         print(f"  {out}: already trained, judging it again", flush=True)
         return float("nan")
+    if out.exists():  # an interrupted run: its partial curve would be judged as the result
+        import shutil
+
+        print(f"  {out}: did not finish, training it again", flush=True)
+        shutil.rmtree(out)
     command = [sys.executable, "-m", "distrl", "train", "--config", str(ROOT / config), "--seed", str(seed)]
     # Reports every second: short runs would otherwise leave a curve of two or three points.
     command += [
@@ -171,6 +175,22 @@ def train(config: str, seed: int, out: Path) -> float:
     if result.returncode != 0:
         sys.exit(f"reproduce: {config} seed {seed} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     return time.perf_counter() - start
+
+
+def finished(out: Path) -> bool:
+    """A run that met one of its stop rules; an interrupted one is trained again from scratch."""
+    if not (out / "progress.jsonl").is_file() or not (out / "checkpoints").is_dir():
+        return False
+    import yaml
+
+    stop = (yaml.safe_load((out / "config.yaml").read_text()) or {}).get("stop") or {}
+    last = reports(out)[-1]
+    mean = last.get("episode_return_mean")
+    return bool(
+        (stop.get("env_steps") and last["env_steps"] >= stop["env_steps"])
+        or (stop.get("reward") is not None and mean is not None and mean >= stop["reward"])
+        or (stop.get("seconds") and last["time_s"] >= stop["seconds"])
+    )
 
 
 def reports(out: Path) -> list[dict]:
