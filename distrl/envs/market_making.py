@@ -2,10 +2,19 @@
 
 Each step the agent sees the last ``history`` quotes and its position, and chooses
 hold (0), buy (1) or sell (2). It buys at the ask and sells at the bid, so every round trip
-pays the spread; it may be flat, long one unit or short one unit. The reward is the realised
-profit of a closed position, minus ``fee`` for every trade, minus ``time_fee`` for every step
-a position stays open. An episode is ``episode_length`` steps from a random start in the
-chosen part of the data (``split``); a position still open at the end is closed there.
+pays the spread; it may be flat, long one unit or short one unit. The reward (``reward``
+option) is either the realised profit of a closed position (``"realized"``, the tutorials'
+reward) or the change each step in the position's marked-to-market value (``"marked"``: the
+open position is valued at the price that would close it, the bid when long, the ask when
+short), both minus ``fee`` for every trade and ``time_fee`` for every step a position stays
+open. An episode is ``episode_length`` steps from a random start in the chosen part of the
+data (``split``); a position still open at the end is closed there.
+
+Why two rewards with the same total: the episode's return is the same profit either way (the
+marks telescope, and the last mark is the closing price), but the realised reward arrives
+only when a position closes, often more steps after the decision that earned it than a
+discount of 0.98 credits. The marked reward pays each step for the move the position rode,
+which is what a learner needs to tell a good entry from a lucky exit.
 
 Data (option ``data``):
 
@@ -139,7 +148,10 @@ class MarketMakingEnv(gym.Env):
         price_scale: Optional[float] = None,
         synthetic_length: int = 20_000,
         data_seed: int = 0,
+        reward: str = "realized",
     ):
+        if reward not in ("realized", "marked"):
+            raise ConfigError(f"MarketMaking reward must be realized or marked; got {reward!r}.")
         if split not in ("train", "test", "all"):
             raise ConfigError(f"MarketMaking split must be train, test or all; got {split!r}.")
         if not 0 < test_fraction < 1:
@@ -162,6 +174,7 @@ class MarketMakingEnv(gym.Env):
         self.history = history
         self.episode_length = episode_length
         self.fee, self.time_fee = fee, time_fee
+        self.marked = reward == "marked"
         # Prices in the observation are in units of the mean spread, relative to the current mid.
         self.unit = float(np.mean(quotes[:, 1] - quotes[:, 0])) or 1.0
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2 * history + 2,), np.float32)
@@ -199,8 +212,16 @@ class MarketMakingEnv(gym.Env):
             return profit - self.fee
         return 0.0  # already holding one unit that way: nothing happens
 
+    def _open_value(self) -> float:
+        """What closing the open position at the current quote would realise (0 when flat)."""
+        if not self.position:
+            return 0.0
+        bid, ask = self.quotes[self.t]
+        return (bid - self.entry_price) if self.position > 0 else (self.entry_price - ask)
+
     def step(self, action):
         action = int(action)
+        before = self._open_value() if self.marked else 0.0
         reward = 0.0
         if action == BUY:
             reward += self._trade(+1)
@@ -212,4 +233,6 @@ class MarketMakingEnv(gym.Env):
         truncated = self.t >= self.end
         if truncated and self.position:  # the data or the episode ends: close at the last quote
             reward += self._trade(-self.position)
+        if self.marked:
+            reward += self._open_value() - before
         return self._observation(), float(reward), False, truncated, {"position": self.position}

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "price_scale": None,
         "synthetic_length": 20_000,
         "data_seed": 0,
+        "reward": "realized",
     },
     "distrl/Catch-v0": {"rows": 10, "columns": 10, "screen_size": 84, "frame_stack": 4},
     "distrl/NChain-v0": {"n": 5, "slip": 0.2, "small": 2.0, "large": 10.0, "one_hot": True},

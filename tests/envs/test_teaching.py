@@ -87,6 +87,61 @@ def test_market_making_trades_by_hand(tmp_path):
     assert reward == pytest.approx(-0.5 - 0.1 + (95 - 97) - 0.5)
 
 
+def test_marked_reward_by_hand(tmp_path):
+    # The same trades as above, paid as the open position's value changes.
+    data = write(tmp_path / "q.csv", "time,bid,ask\n1,99,101\n2,103,104\n3,100,102\n4,95,96\n5,96,97\n")
+    env = MarketMakingEnv(
+        str(data), split="all", history=1, episode_length=None, fee=0.5, time_fee=0.1, reward="marked"
+    )
+    env.reset(seed=0)
+    # Long at the ask 101, marked at the next bid 103.
+    assert env.step(1)[1] == pytest.approx(-0.5 - 0.1 + (103 - 101))
+    # Still long: the bid falls from 103 to 100.
+    assert env.step(1)[1] == pytest.approx(-0.1 + (100 - 103))
+    # Selling at 100 realises what was already marked: only the fee is new.
+    assert env.step(2)[1] == pytest.approx(-0.5)
+    # Short at 95, closed by the data's end at the ask 97.
+    reward, truncated = env.step(2)[1:4:2]
+    assert truncated and reward == pytest.approx(-0.5 - 0.1 + (95 - 97) - 0.5)
+
+
+@pytest.mark.parametrize("data", ["synthetic", "csv"])
+def test_marked_and_realized_rewards_sum_to_the_same_profit(tmp_path, data):
+    """Episode returns are profits either way; only the timing of the reward differs."""
+    if data == "csv":
+        rng = np.random.default_rng(0)
+        mid = 50 + np.cumsum(rng.normal(0, 0.05, 600))
+        rows = "".join(f"{m - 0.02:.2f},{m + 0.02:.2f}\n" for m in mid)
+        data = str(write(tmp_path / "q.csv", "bid,ask\n" + rows))
+    options = dict(data=data, episode_length=300, fee=0.01, time_fee=0.001, synthetic_length=2000)
+    realized = MarketMakingEnv(reward="realized", **options)
+    marked = MarketMakingEnv(reward="marked", **options)
+    actions = np.random.default_rng(1).integers(0, 3, size=10_000)
+    for episode in range(5):
+        realized.reset(seed=episode)
+        marked.reset(seed=episode)
+        totals, steps, differ = [0.0, 0.0], 0, False
+        while True:
+            a = actions[steps]
+            r1, done = realized.step(a)[1:4:2]
+            r2 = marked.step(a)[1]
+            totals[0] += r1
+            totals[1] += r2
+            differ |= abs(r1 - r2) > 1e-9
+            steps += 1
+            if done:
+                break
+        assert steps == 300 and differ
+        assert totals[1] == pytest.approx(totals[0], abs=1e-9)
+
+
+def test_market_making_reward_is_an_env_option():
+    env = make_env("distrl/MarketMaking-v0", seed=0, reward="marked", synthetic_length=2000)
+    assert env.unwrapped.marked
+    with pytest.raises(ConfigError, match="reward must be realized or marked"):
+        make_env("distrl/MarketMaking-v0", seed=0, reward="unrealized", synthetic_length=2000)
+
+
 def test_market_making_observation_is_relative_to_mid(tmp_path):
     data = write(tmp_path / "q.csv", "bid,ask\n10,12\n11,13\n12,14\n13,15\n")
     env = MarketMakingEnv(str(data), split="all", history=2, episode_length=None)
