@@ -145,6 +145,14 @@ ROWS: dict[str, Row] = {
         target_line=1.0,
         env_id="distrl/Catch-v0",
     ),
+    "S10": Row(
+        "Atari DQN on two CPU cores: Breakout (ALE/Breakout-v5, 42x42 frames, the 2013 network), 40 minutes",
+        ("configs/tutorials/breakout_dqn.yaml",),
+        Judge("train"),
+        "Nature DQN: human level after 50M frames on a GPU",
+        env_id="ALE/Breakout-v5",
+        seeds=(1,),
+    ),
 }
 
 
