@@ -118,9 +118,10 @@ ROWS: dict[str, Row] = {
     "S6": Row(
         "Airstriker (Genesis, ships with stable-retro), A3C: the stand-in for Sonic",
         ("configs/tutorials/airstriker_a3c.yaml",),
-        Judge("eval", episodes=10, greedy=False),
+        Judge("eval", greedy=False),
         "Sonic: trains across zones",
         env_id="retro/Airstriker-Genesis-v0",
+        seeds=(1,),
     ),
     "S7": Row(
         "MountainCar-v0, DQN",
