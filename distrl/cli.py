@@ -144,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Jobs API (dashboard), default $RAY_API_SERVER_ADDRESS or http://127.0.0.1:8265",
     )
     submit.add_argument("--working-dir", metavar="DIR", help="folder uploaded for the job (default: the project)")
+    submit.add_argument(
+        "--py-module",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a package folder of your own (your env's) uploaded for the job and importable on every node; "
+        "repeat for several",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the job's logs and exit with its result")
     submit.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- train ...")
 
@@ -248,14 +256,32 @@ def _output_folder(config, resumed_from: Optional[Path]) -> Path:
     return out_dir
 
 
+def _check_spaces(config) -> None:
+    """Build the env and the model once on the driver, so that an action or observation
+    space the algorithm cannot take is refused before Ray starts. Only for the cheap
+    gymnasium envs (the user's own included); an emulator's spaces are fixed by its family."""
+    from distrl.algos import ALGORITHMS
+    from distrl.envs import make_env
+    from distrl.models import build_model
+
+    env = make_env(config.env.id, **config.env.options)
+    try:
+        build_model(config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head)
+    finally:
+        env.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from distrl.config import resolve
 
     user, state, folder = _user_config(args)
     config = resolve(user)
-    from distrl.envs import check_id
+    from distrl.envs import check_id, custom
 
-    check_id(config.env.id)
+    custom.prepare(config.env)
+    family = check_id(config.env.id)
+    if family.name == "classic":
+        _check_spaces(config)
     note = _default_stop(config)
     if args.print_config:
         if note:
@@ -343,6 +369,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise DistrlError(f"--episodes must be at least 1, got {args.episodes}.")
     options = env_option_overrides(args.set, "baseline")
+    from distrl.config import EnvConfig
+    from distrl.envs import custom
+
+    custom.prepare(EnvConfig(id=args.env))
     check_id(args.env)
     returns = play(args.env, args.policy, args.episodes, args.seed, options)
     import numpy as np
@@ -380,7 +410,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from distrl.jobs import submit
 
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-    return submit(args.address, train_args, args.working_dir, args.wait)
+    return submit(args.address, train_args, args.working_dir, args.wait, args.py_module)
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:

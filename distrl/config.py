@@ -31,7 +31,9 @@ from distrl.options import choices_of, help_of, option
 @dataclass
 class EnvConfig:
     id: str = option(
-        "CartPole-v1", "environment id: a gymnasium id, ALE/<Game>-v5, Vizdoom*, retro/<Game>, distrl/* (`distrl envs`)"
+        "CartPole-v1",
+        "environment id: a gymnasium id, ALE/<Game>-v5, Vizdoom*, retro/<Game>, distrl/* (`distrl envs`), "
+        "or your own as 'package.module:EnvId'",
     )
     options: dict[str, Any] = option(
         help="family options passed to make_env: frame_skip, screen_size, frame_stack, ...", factory=dict
@@ -42,6 +44,15 @@ class EnvConfig:
         "(ale-py's AtariVectorEnv for ALE/<Game>-v5: C++ frame skip, resize and stack), native insists on it, "
         "loop steps one gymnasium env per copy in Python",
         choices=("auto", "native", "loop"),
+    )
+    imports: list[str] = option(
+        help="modules every process imports before it builds the env: your package that registers its env ids",
+        factory=list,
+    )
+    entry_point: Optional[str] = option(
+        None,
+        "your env's constructor, 'package.module:make_env', registered under env.id; env.options are its "
+        "keyword arguments",
     )
 
 

@@ -18,7 +18,7 @@ from gymnasium.wrappers import RecordVideo
 from distrl import checkpoint
 from distrl.algos import ALGORITHMS
 from distrl.config import resolve
-from distrl.envs import family_of, frames_per_step, make_env
+from distrl.envs import custom, family_of, frames_per_step, make_env
 from distrl.errors import CheckpointError, VideoError
 from distrl.models import build_model
 
@@ -58,6 +58,7 @@ def evaluate(
     try:
         folder, state = checkpoint.load(path)
         config = resolve(yaml.safe_load(state["config_yaml"]) or {})
+        custom.prepare(config.env)
         options = {**config.env.options, **family_of(config.env.id).eval_options, **(env_options or {})}
         env = make_env(config.env.id, seed=seed, render_mode=None if staging is None else "rgb_array", **options)
         sink: Optional[_VideoFile] = None
@@ -102,6 +103,7 @@ def exact_scores(path: str | Path) -> dict[str, Any]:
 
     _, state = checkpoint.load(path)
     config = resolve(yaml.safe_load(state["config_yaml"]) or {})
+    custom.prepare(config.env)
     env = make_env(config.env.id, **config.env.options)
     model = build_model(config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head)
     model.load_state_dict(state["model"])

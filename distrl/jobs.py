@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 from distrl.errors import DistrlError
 
@@ -74,7 +74,16 @@ def project_root() -> Optional[Path]:
     return root if (root / "pyproject.toml").is_file() and (root / "distrl").is_dir() else None
 
 
-def submit(address: Optional[str], train_args: list[str], working_dir: Optional[str], wait: bool) -> int:
+def submit(
+    address: Optional[str],
+    train_args: list[str],
+    working_dir: Optional[str],
+    wait: bool,
+    py_modules: Sequence[str] = (),
+) -> int:
+    """Send ``distrl train ...`` as a Ray Job. The working directory and each ``py_modules``
+    folder are uploaded and importable in every process of the job, on every node: that is how
+    the user's own env package reaches the rollout workers (``env.imports`` and friends)."""
     if not train_args or train_args[0] != "train":
         raise DistrlError(
             "distrl submit sends a training run: put the train command after `--`, for example "
@@ -84,11 +93,20 @@ def submit(address: Optional[str], train_args: list[str], working_dir: Optional[
     directory = working_dir or (str(root) if root else os.getcwd())
     if not Path(directory).is_dir():
         raise DistrlError(f"--working-dir {directory!r} is not a folder.")
+    runtime_env: dict[str, Any] = {"working_dir": directory, "excludes": EXCLUDES}
+    for module in py_modules:
+        if not (Path(module) / "__init__.py").is_file():
+            raise DistrlError(
+                f"--py-module {module!r} is not a package folder (a folder with an __init__.py): Ray uploads "
+                f"it and puts it on every node's import path."
+            )
+    if py_modules:
+        runtime_env["py_modules"] = [str(Path(module).resolve()) for module in py_modules]
     entrypoint = shlex.join(["python", "-m", "distrl", *train_args])
     url = dashboard_address(address)
     jobs = client(address)
     try:
-        job_id = jobs.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": directory, "excludes": EXCLUDES})
+        job_id = jobs.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
     except Exception as error:  # the SDK raises RuntimeError, ValueError, HTTP errors
         raise DistrlError(f"The cluster refused the job: {str(error).splitlines()[0]}") from None
     print(job_id)

@@ -14,6 +14,9 @@ import pytest
 # this must be set before Ray is imported anywhere in the test process.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+# docs/environments.md's example of a user's env package; tests copy it where only they look.
+USER_PACKAGE = Path(__file__).resolve().parent.parent / "examples" / "mygames"
+
 
 @pytest.fixture(scope="module")
 def ray_local():

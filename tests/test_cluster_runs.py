@@ -5,6 +5,7 @@ follow nodes joining and leaving."""
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, read_progress, run_distrl
+from conftest import USER_PACKAGE, assert_clean_error, read_progress, run_distrl
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +131,42 @@ def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert read_progress(plain)[-1]["env_steps"] >= 4000
+
+
+def test_a_submitted_job_trains_the_users_own_env_on_both_nodes(cluster, tmp_path):
+    """The user's env package is on no node's path: `--py-module` uploads it, and every
+    worker imports it (env.imports) before building its envs."""
+    package = tmp_path / "usergames"
+    shutil.copytree(USER_PACKAGE, package)
+    local_cluster.add_node(cluster["address"], cpus=2)
+    out = tmp_path / "job"
+    submitted = run_distrl(
+        "submit",
+        "--address",
+        cluster["dashboard"],
+        "--py-module",
+        str(package),
+        "--wait",
+        "--",
+        "train",
+        "--num-workers",
+        "2",
+        "--stop-env-steps",
+        "20000",
+        "--stop-reward",
+        "9",
+        "--out",
+        str(out),
+        "--set",
+        "env.id=GuessSign-v0",
+        "env.imports=usergames.envs",
+        env=client_env(),
+        timeout=300,
+    )
+    assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-2000:]
+    last = read_progress(out)[-1]
+    assert last["num_nodes"] == 2 and last["num_workers"] == 2, last
+    assert last["episode_return_mean"] >= 9, last
 
 
 def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import gymnasium as gym
 
-from distrl.envs import atari, classic, doom, retro, teaching
+from distrl.envs import atari, classic, custom, doom, retro, teaching
 from distrl.envs.wrappers import SeedFirstReset
 from distrl.errors import EnvironmentNotAvailable
 
@@ -102,6 +102,8 @@ def family_of(env_id: str) -> Family:
         return FAMILIES["distrl"]
     if doom.is_doom_id(env_id):
         return FAMILIES["doom"]
+    if custom.split_module(env_id)[0] is not None:
+        return FAMILIES["classic"]  # gymnasium's "module:EnvId" form: the user's own env
     if env_id not in gym.registry:
         try:  # ale-py's own older ids (PongNoFrameskip-v4, ...) are registered on import
             atari.register()
@@ -138,7 +140,7 @@ def _unknown_id(env_id: str) -> EnvironmentNotAvailable:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return EnvironmentNotAvailable(
         f"Unknown environment id {env_id!r}.{hint} `distrl envs` lists the families and their "
-        f"ids; any id registered with gymnasium works too."
+        f"ids; any id registered with gymnasium works too. For your own environment, use {custom.FORMS}."
     )
 
 
@@ -149,7 +151,7 @@ def check_id(env_id: str) -> Family:
         retro.check_game(env_id)  # retro ids are not in gymnasium's registry
         return family
     {"atari": atari.register, "doom": doom.register, "distrl": teaching.register}.get(family.name, lambda: None)()
-    if env_id not in gym.registry:
+    if custom.split_module(env_id)[1] not in gym.registry:
         raise _unknown_id(env_id)
     return family
 

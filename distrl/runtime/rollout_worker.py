@@ -13,7 +13,7 @@ import torch
 
 from distrl.algos import ALGORITHMS
 from distrl.algos.interface import Behaviour
-from distrl.envs import frames_per_step
+from distrl.envs import custom, frames_per_step
 from distrl.envs.vector import VectorEnv, make_vector_env
 from distrl.models import build_model
 from distrl.runtime import fragment as schema
@@ -71,6 +71,7 @@ class RolloutWorker:
         ``__init__`` so that an error (an unknown env, a missing ROM) reaches the driver as
         the original exception."""
         cfg = self.config
+        custom.prepare(cfg.env, custom.worker_process(self.worker_id))
         self.envs = make_vector_env(
             cfg.env.id,
             cfg.runtime.envs_per_worker,

@@ -59,3 +59,14 @@ def test_unknown_ids_and_options_get_clear_errors():
         make_env("CartPole-v1", no_such_option=1)
     with pytest.raises(ConfigError, match="Did you mean 'frame_skip'"):
         make_env("ALE/Pong-v5", frameskip=2)
+
+
+def test_hide_zeroes_the_chosen_entries_and_nothing_else():
+    plain, hidden = make_env("CartPole-v1", seed=3), make_env("CartPole-v1", seed=3, hide=[1, 3])
+    first, masked = plain.reset()[0], hidden.reset()[0]
+    for _ in range(5):
+        assert masked[1] == 0 and masked[3] == 0 and first[1] != 0
+        np.testing.assert_array_equal(masked[[0, 2]], first[[0, 2]])
+        first, masked = plain.step(1)[0], hidden.step(1)[0]
+    with pytest.raises(ConfigError, match="indices must be in"):
+        make_env("CartPole-v1", hide=[4])

@@ -1,0 +1,37 @@
+"""An example of a user's own environment package (docs/environments.md, "Your own
+environment"); the tests train it in each of the three forms distrl accepts.
+
+GuessSign is a one-step task: the observation shows a sign and the action that matches it
+pays 1, so random play scores ``length / 2`` and a policy that reads the sign ``length``.
+"""
+
+import gymnasium as gym
+import numpy as np
+
+
+class GuessSign(gym.Env):
+    def __init__(self, length=10):
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.length = length
+
+    def _observe(self):
+        self.sign = float(self.np_random.choice([-1.0, 1.0]))
+        return np.array([self.sign], np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        reward = float((int(action) == 1) == (self.sign > 0))
+        self.t += 1
+        return self._observe(), reward, False, self.t >= self.length, {}
+
+
+def make(length=10):
+    return GuessSign(length=length)
+
+
+gym.register("GuessSign-v0", entry_point=GuessSign)

@@ -1,0 +1,97 @@
+"""The user's own environment, in a package that only the test's PYTHONPATH knows, trained in
+each of the three forms (docs/environments.md, "Your own environment") on two workers: every
+worker is its own process and must import the package itself."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import USER_PACKAGE, assert_clean_error, read_progress, run_distrl
+
+
+@pytest.fixture
+def user_package(tmp_path) -> dict:
+    """``usergames.envs`` in a folder of its own, reachable through PYTHONPATH only."""
+    root = tmp_path / "site"
+    shutil.copytree(USER_PACKAGE, root / "usergames")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+
+
+def train(out: Path, env: dict, *settings: str, target: float) -> dict:
+    result = run_distrl(
+        "train",
+        "--algo",
+        "ppo",
+        "--num-workers",
+        "2",
+        "--stop-reward",
+        str(target),
+        "--stop-env-steps",
+        "40000",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--set",
+        *settings,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return read_progress(out)[-1]
+
+
+@pytest.mark.parametrize(
+    "settings, length",
+    [
+        (("env.id=usergames.envs:GuessSign-v0",), 10),
+        (("env.id=GuessSign-v0", "env.imports=usergames.envs"), 10),
+        (("env.id=MyGuess-v0", "env.entry_point=usergames.envs:make", "env.options.length=20"), 20),
+    ],
+    ids=["module-form", "imports", "entry-point"],
+)
+def test_each_form_trains_the_users_env_on_two_workers(user_package, tmp_path, settings, length):
+    # The stated return: 90% of the best score, against random play's 50%.
+    last = train(tmp_path / "run", user_package, *settings, target=0.9 * length)
+    assert last["num_workers"] == 2
+    assert last["episode_return_mean"] >= 0.9 * length, last
+
+
+def test_eval_and_baseline_import_the_users_env(user_package, tmp_path):
+    out = tmp_path / "run"
+    train(out, user_package, "env.id=GuessSign-v0", "env.imports=usergames.envs", target=9)
+    evaluated = run_distrl("eval", str(out), "--episodes", "5", env=user_package)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    baseline = run_distrl("baseline", "usergames.envs:GuessSign-v0", "--episodes", "5", env=user_package)
+    assert baseline.returncode == 0, baseline.stderr[-2000:]
+    assert "return mean" in baseline.stdout
+
+
+def test_a_misspelled_module_gets_one_paragraph_naming_it(user_package, tmp_path):
+    result = run_distrl("train", "--env", "usergames.envz:GuessSign-v0", "--out", str(tmp_path / "x"), env=user_package)
+    assert_clean_error(result)
+    assert "'usergames.envz'" in result.stderr and "the driver" in result.stderr
+    result = run_distrl(
+        "train", "--env", "GuessSign-v0", "--set", "env.imports=usergames.nope", "--out", str(tmp_path / "y"),
+        env=user_package,
+    )  # fmt: skip
+    assert_clean_error(result)
+    assert "'usergames.nope'" in result.stderr
+
+
+def test_an_unknown_id_names_the_forms_for_your_own_env(tmp_path):
+    result = run_distrl("train", "--env", "GuessSign-v0", "--out", str(tmp_path / "x"))
+    assert_clean_error(result)
+    assert "env.imports" in result.stderr and "env.entry_point" in result.stderr
+
+
+def test_an_entry_point_may_not_take_over_a_known_id(user_package, tmp_path):
+    result = run_distrl(
+        "train", "--set", "env.entry_point=usergames.envs:make", "--out", str(tmp_path / "x"), env=user_package
+    )
+    assert_clean_error(result)
+    assert "CartPole-v1" in result.stderr and "already registered" in result.stderr
