@@ -70,6 +70,19 @@ class ModelConfig:
     hidden_sizes: list[int] = option(help="MLP layer widths", factory=lambda: [64, 64])
     activation: str = option("tanh", "MLP activation", choices=("tanh", "relu", "elu", "gelu"))
     shared_trunk: bool = option(False, "MLP only: one trunk for policy and value (false: separate trunks)")
+    log_std: str = option(
+        "parameter",
+        "Box actions: the Gaussian's log std is one learned value per dimension (parameter) or an output of "
+        "the network (state)",
+        choices=("parameter", "state"),
+    )
+    log_std_init: float = option(0.0, "Box actions: the log std at the start (0: std 1)")
+    action_bounds: str = option(
+        "clip",
+        "Box actions: the env gets the Gaussian's sample clipped to the bounds (clip) or squashed into them "
+        "with tanh (squash); the policy is trained on the sample itself",
+        choices=("clip", "squash"),
+    )
     dueling: bool = option(True, "Q-networks only: a state-value and an advantage stream (Wang et al. 2016)")
 
 

@@ -134,8 +134,11 @@ def _play(env: gym.Env, model: Any, episodes: int, greedy: bool) -> list[float]:
     obs, _ = env.reset()
     while True:
         with torch.inference_mode():
-            action = model.act(torch.from_numpy(np.asarray(obs)[None]), greedy=greedy)["actions"][0]
-        obs, _, terminated, truncated, info = env.step(int(action))
+            actions = model.act(torch.from_numpy(np.asarray(obs)[None]), greedy=greedy)["actions"].numpy()
+        if hasattr(model, "env_actions"):  # a Gaussian's sample, clipped or squashed into the bounds
+            actions = model.env_actions(actions)
+        action = actions[0].item() if actions.ndim == 1 else actions[0]
+        obs, _, terminated, truncated, info = env.step(action)
         if "episode_return" in info:
             returns.append(float(info["episode_return"]))
             if len(returns) == episodes:

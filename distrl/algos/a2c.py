@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-import torch.nn as nn
 
-from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy, normalize
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards, normalize
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import gae
+from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
 
 
@@ -46,6 +46,7 @@ class A2CConfig:
     max_grad_norm: float = option(0.5, "gradients are clipped to this global norm")
     normalize_advantages: bool = option(False, "normalise advantages over each batch")
     reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
+    reward_scale: float = option(1.0, "the loss sees rewards times this, then reward_clip (reported returns stay raw)")
 
     def __post_init__(self):
         for key in ("lr", "max_grad_norm"):
@@ -83,12 +84,12 @@ PRESETS = {
 
 
 def actor_critic_loss(
-    model: nn.Module, batch: dict[str, torch.Tensor], config: Any
+    model: ActorCritic, batch: dict[str, torch.Tensor], config: Any
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The A2C/A3C loss on a time-major batch ``[T, B]`` of one or more fragments."""
-    rewards = clip_rewards(batch["rewards"], config.reward_clip)
+    rewards = clip_rewards(batch["rewards"], config.reward_clip, config.reward_scale)
     T, B = rewards.shape
-    logits, values = model(batch["obs"].flatten(0, 1))
+    params, values = model(batch["obs"].flatten(0, 1))
     values = values.view(T, B)
     with torch.no_grad():
         bootstrap = model(batch["last_obs"])[1]
@@ -104,9 +105,8 @@ def actor_critic_loss(
         )
         if config.normalize_advantages:
             advantages = normalize(advantages)
-    log_probs = logits.log_softmax(-1)
-    logp = chosen(log_probs, batch["actions"].flatten(0, 1))
-    policy_entropy = entropy(log_probs)
+    logp = model.log_prob(params, batch["actions"].flatten(0, 1))
+    policy_entropy = model.entropy(params)
     policy_loss = -(advantages.flatten() * logp).mean()
     value_loss = 0.5 * ((returns - values) ** 2).mean()
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * policy_entropy

@@ -17,6 +17,7 @@ import torch.nn as nn
 from distrl.algos.a2c import A2CConfig, actor_critic_loss
 from distrl.algos.common import OptimizedAlgorithm
 from distrl.algos.interface import AlgorithmSpec, Gradients, GradientSettings, Progress, Update
+from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
 
 
@@ -63,7 +64,7 @@ class A3C(OptimizedAlgorithm):
 
     @staticmethod
     def gradients(
-        model: nn.Module, batch: dict[str, torch.Tensor], config: A3CConfig
+        model: ActorCritic, batch: dict[str, torch.Tensor], config: A3CConfig
     ) -> tuple[Gradients, dict[str, float]]:
         """The worker's side: d loss / d theta on its own fragment, clipped to ``max_grad_norm``."""
         model.zero_grad(set_to_none=True)

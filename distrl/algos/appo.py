@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 
-from distrl.algos.common import OptimizedAlgorithm, chosen, clipped_surrogate, entropy, normalize
+from distrl.algos.common import OptimizedAlgorithm, clipped_surrogate, normalize
 from distrl.algos.impala import IMPALAConfig, vtrace_targets
 from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
+from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
 
 
@@ -47,7 +47,7 @@ PRESETS = {
 
 
 def appo_loss(
-    model: nn.Module,
+    model: ActorCritic,
     batch: dict[str, torch.Tensor],
     targets: dict[str, torch.Tensor],
     columns: torch.Tensor,
@@ -55,16 +55,15 @@ def appo_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss on the minibatch of fragment ``columns`` (module docstring), against V-trace
     targets computed once for the whole batch."""
-    logits, values = model(batch["obs"][:, columns].flatten(0, 1))
-    log_probs = logits.log_softmax(-1)
-    logp = chosen(log_probs, batch["actions"][:, columns].flatten())
+    params, values = model(batch["obs"][:, columns].flatten(0, 1))
+    logp = model.log_prob(params, batch["actions"][:, columns].flatten(0, 1))
     advantages = targets["pg_advantages"][:, columns].flatten()
     if config.normalize_advantages:
         advantages = normalize(advantages)
     ratio = (logp - batch["logp"][:, columns].flatten()).exp()
     policy_loss = clipped_surrogate(ratio, advantages, config.clip_coef)
     value_loss = 0.5 * ((targets["vs"][:, columns].flatten() - values) ** 2).mean()
-    policy_entropy = entropy(log_probs)
+    policy_entropy = model.entropy(params)
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * policy_entropy
     with torch.no_grad():
         clip_fraction = ((ratio - 1).abs() > config.clip_coef).float().mean()

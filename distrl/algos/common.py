@@ -1,5 +1,5 @@
 """Pieces every algorithm file would otherwise write again: optimizers, learning-rate
-schedules, reward clipping, advantage normalisation, entropy, PPO's clipped surrogate, and a
+schedules, reward clipping, advantage normalisation, PPO's clipped surrogate, and a
 base class that owns one optimizer and its checkpoint state."""
 
 from __future__ import annotations
@@ -38,9 +38,12 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def clip_rewards(rewards: torch.Tensor, clip: Optional[float]) -> torch.Tensor:
-    """Rewards clipped to [-clip, clip] (Mnih et al. 2015), or as they are with None. Workers
-    and metrics always see the raw reward; only the loss sees the clipped one."""
+def clip_rewards(rewards: torch.Tensor, clip: Optional[float], scale: float = 1.0) -> torch.Tensor:
+    """Rewards times ``scale``, then clipped to [-clip, clip] (Mnih et al. 2015), or not with
+    None. Workers and metrics always see the raw reward; only the loss sees this one. A scale
+    keeps returns like Pendulum's (down to -16 a step) in the range where a value loss does not
+    swamp the policy's share of the clipped gradient norm."""
+    rewards = rewards * scale if scale != 1.0 else rewards
     return rewards if clip is None else rewards.clamp(-clip, clip)
 
 
@@ -49,16 +52,6 @@ def normalize(advantages: torch.Tensor) -> torch.Tensor:
     if advantages.numel() <= 1:
         return advantages
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-
-def entropy(log_probs: torch.Tensor) -> torch.Tensor:
-    """Mean entropy of categorical distributions given as log-probabilities ``[..., A]``."""
-    return -(log_probs.exp() * log_probs).sum(-1).mean()
-
-
-def chosen(log_probs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """log pi(a|s) of the taken actions: ``log_probs [..., A]``, ``actions [...]``."""
-    return log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
 
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
@@ -83,7 +76,7 @@ class OptimizedAlgorithm:
         optimizer: Optional[torch.optim.Optimizer] = None,
     ):
         self.config = config
-        self.model = model
+        self.model: Any = model  # an ActorCritic, QNetwork or QTable, by the algorithm
         # Without one given, the config's: ``optimizer``, ``lr``, ``optimizer_eps``, ``rmsprop_alpha``.
         self.optimizer = optimizer or make_optimizer(
             config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-import torch.nn as nn
 
-from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards
 from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
 from distrl.algos.returns import vtrace
+from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
 
 
@@ -44,6 +44,7 @@ class IMPALAConfig:
     clip_rho: float = option(1.0, "V-trace's rho-bar: truncation of the importance weights in the targets")
     clip_c: float = option(1.0, "V-trace's c-bar: truncation of the trace-cutting coefficients")
     reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
+    reward_scale: float = option(1.0, "the loss sees rewards times this, then reward_clip (reported returns stay raw)")
     fragments_per_update: int = option(0, "fragments per learner batch, taken in arrival order (0: one per worker)")
 
     section = "impala"
@@ -82,18 +83,20 @@ PRESETS = {
 }
 
 
-def vtrace_targets(model: nn.Module, batch: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
+def vtrace_targets(model: ActorCritic, batch: dict[str, torch.Tensor], config: Any) -> dict[str, torch.Tensor]:
     """Runs the current model over a time-major batch and computes V-trace targets. A step cut
     by a time limit gets gamma * V(final obs) added to its reward and discount 0, so V-trace's
     ``discounts`` input carries both episode ends."""
-    rewards = clip_rewards(batch["rewards"], config.reward_clip)
+    rewards = clip_rewards(batch["rewards"], config.reward_clip, config.reward_scale)
     T, B = rewards.shape
-    logits, values = model(batch["obs"].flatten(0, 1))
-    logits, values = logits.view(T, B, -1), values.view(T, B)
+    params, values = model(batch["obs"].flatten(0, 1))
+    params, values = params.view(T, B, -1), values.view(T, B)
     with torch.no_grad():
         bootstrap = model(batch["last_obs"])[1]
-    log_probs = logits.log_softmax(-1)
-    target_logp = chosen(log_probs, batch["actions"])
+    # For a joint action (MultiDiscrete, MultiBinary, Box) log pi sums over its parts, so the
+    # importance ratio is the product of the per-dimension ratios.
+    target_logp = model.log_prob(params, batch["actions"])
+    entropy = model.entropy(params)
     cut = batch["truncated"] & ~batch["terminated"]
     rewards = rewards + torch.where(cut, config.gamma * batch["timeout_value"], torch.zeros_like(rewards))
     discounts = config.gamma * (~(batch["terminated"] | batch["truncated"])).to(rewards.dtype)
@@ -108,7 +111,7 @@ def vtrace_targets(model: nn.Module, batch: dict[str, torch.Tensor], config: Any
         clip_c=config.clip_c,
     )
     return {
-        "log_probs": log_probs,
+        "entropy": entropy,
         "target_logp": target_logp,
         "values": values,
         "vs": vs,
@@ -120,7 +123,7 @@ def impala_loss(targets: dict[str, torch.Tensor], config: Any) -> tuple[torch.Te
     """The paper's loss (section 4.2) on the output of ``vtrace_targets``."""
     policy_loss = -(targets["pg_advantages"] * targets["target_logp"]).mean()
     value_loss = 0.5 * ((targets["vs"] - targets["values"]) ** 2).mean()
-    policy_entropy = entropy(targets["log_probs"])
+    policy_entropy = targets["entropy"]
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * policy_entropy
     return loss, {
         "policy_loss": policy_loss.detach(),

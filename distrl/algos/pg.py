@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn as nn
 
-from distrl.algos.common import OptimizedAlgorithm, chosen, clip_rewards, entropy, normalize
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards, normalize
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import discounted_returns
+from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
 
 
@@ -49,6 +49,7 @@ class PGConfig:
     max_grad_norm: float = option(0.5, "gradients are clipped to this global norm")
     normalize_advantages: bool = option(True, "normalise G_t - b(s_t) over each batch")
     reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
+    reward_scale: float = option(1.0, "the loss sees rewards times this, then reward_clip (reported returns stay raw)")
 
     section = "pg"
 
@@ -76,12 +77,12 @@ PRESETS = {
 
 
 def reinforce_loss(
-    model: nn.Module, batch: dict[str, torch.Tensor], config: PGConfig
+    model: ActorCritic, batch: dict[str, torch.Tensor], config: PGConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the module docstring on a time-major batch ``[T, B]``."""
-    rewards = clip_rewards(batch["rewards"], config.reward_clip)
+    rewards = clip_rewards(batch["rewards"], config.reward_clip, config.reward_scale)
     T, B = rewards.shape
-    logits, baseline = model(batch["obs"].flatten(0, 1))
+    params, baseline = model(batch["obs"].flatten(0, 1))
     baseline = baseline.view(T, B)
     with torch.no_grad():
         returns = discounted_returns(
@@ -95,10 +96,9 @@ def reinforce_loss(
         advantages = returns - baseline
         if config.normalize_advantages:
             advantages = normalize(advantages)
-    log_probs = logits.log_softmax(-1)
-    policy_loss = -(advantages.flatten() * chosen(log_probs, batch["actions"].flatten())).mean()
+    policy_loss = -(advantages.flatten() * model.log_prob(params, batch["actions"].flatten(0, 1))).mean()
     baseline_loss = 0.5 * ((returns - baseline) ** 2).mean()
-    policy_entropy = entropy(log_probs)
+    policy_entropy = model.entropy(params)
     loss = policy_loss + config.vf_coef * baseline_loss - config.ent_coef * policy_entropy
     return loss, {
         "policy_loss": policy_loss.detach(),

@@ -1,5 +1,5 @@
 """Proximal Policy Optimization (Schulman et al. 2017, "Proximal Policy Optimization
-Algorithms"), clipped-surrogate variant, for discrete actions.
+Algorithms"), clipped-surrogate variant, for every action space ``models/heads.py`` covers.
 
 Data flow (docs/design.md, "synchronous"): rollout workers sample fixed-length fragments with the newest policy,
 the learner stacks one fragment per worker into a ``[T, B]`` batch and calls ``PPO.learn``.
@@ -18,15 +18,14 @@ import torch.nn as nn
 
 from distrl.algos.common import (
     OptimizedAlgorithm,
-    chosen,
     clip_rewards,
     clipped_surrogate,
-    entropy,
     make_optimizer,
     normalize,
 )
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import gae
+from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
 
 
@@ -61,6 +60,7 @@ class PPOConfig:
         None, "stop an update's epochs once the approximate KL passes this (null: never)"
     )
     reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
+    reward_scale: float = option(1.0, "the loss sees rewards times this, then reward_clip (reported returns stay raw)")
     async_sampling: bool = option(False, "workers sample the next batch during the update (policy lag <= 1)")
 
     def __post_init__(self):
@@ -113,7 +113,7 @@ PRESETS = {
 
 
 def ppo_loss(
-    model: nn.Module,
+    model: ActorCritic,
     obs: torch.Tensor,
     actions: torch.Tensor,
     old_logp: torch.Tensor,
@@ -129,9 +129,8 @@ def ppo_loss(
 
     with r = pi(a|s) / pi_old(a|s) computed from the behaviour log-probabilities.
     """
-    logits, values = model(obs)
-    log_probs = logits.log_softmax(-1)
-    logp = chosen(log_probs, actions)
+    params, values = model(obs)
+    logp = model.log_prob(params, actions)
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
 
@@ -146,7 +145,7 @@ def ppo_loss(
     else:
         value_loss = 0.5 * ((values - returns) ** 2).mean()
 
-    mean_entropy = entropy(log_probs)
+    mean_entropy = model.entropy(params)
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * mean_entropy
 
     with torch.no_grad():
@@ -184,7 +183,7 @@ class PPO(OptimizedAlgorithm):
         lr = self.scheduled_lr(progress.env_steps)
         clip_coef = cfg.clip_coef * self.remaining(progress.env_steps) if cfg.clip_decay else cfg.clip_coef
 
-        rewards = clip_rewards(batch["rewards"], cfg.reward_clip)
+        rewards = clip_rewards(batch["rewards"], cfg.reward_clip, cfg.reward_scale)
         with torch.no_grad():
             advantages, returns = gae(
                 rewards,

@@ -29,11 +29,12 @@ from distrl.envs.wrappers import (
     EpisodeStats,
     FrameStack,
     MaxAndSkip,
+    PlayingButtons,
     ResizeFrame,
     RewardScale,
     check_options,
 )
-from distrl.errors import EnvironmentNotAvailable
+from distrl.errors import ConfigError, EnvironmentNotAvailable
 
 PREFIX = "retro/"
 
@@ -44,7 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "screen_size": 84,
     "grayscale": True,
     "frame_stack": 4,
-    "actions": None,  # a list of button combos, e.g. [["LEFT"], ["RIGHT", "B"]]; None: the game's set
+    # a list of button combos, e.g. [["LEFT"], ["RIGHT", "B"]]; None: the game's set; "buttons": the pad
+    # itself, a MultiBinary of its playing buttons (for ppo, a2c, a3c, impala, appo)
+    "actions": None,
     "reward_scale": None,  # None: the game's default (0.01 for Sonic, else 1)
     "progress_only": False,  # reward only new progress: no penalty for going back (Sonic)
     "max_episode_steps": 4500,  # agent steps (18,000 frames, 5 minutes at 60 fps)
@@ -191,7 +194,10 @@ def make_local(env_id: str, options: dict[str, Any], render_mode: Optional[str] 
     if options["state"] is not None:
         env = StartStates(env, game, [options["state"]] if isinstance(options["state"], str) else options["state"])
     buttons = list(env.unwrapped.buttons)
-    env = ButtonCombos(env, buttons, options["actions"] or default_actions(game, buttons))
+    if options["actions"] == "buttons":
+        env = PlayingButtons(env, buttons, SYSTEM_BUTTONS)
+    else:
+        env = ButtonCombos(env, buttons, options["actions"] or default_actions(game, buttons))
     env = MaxAndSkip(env, options["frame_skip"])
     if options["max_episode_steps"]:
         env = gym.wrappers.TimeLimit(env, options["max_episode_steps"])
@@ -234,6 +240,11 @@ def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
     check_game(env_id)  # in this process, so a missing ROM is reported before a child starts
     check_state(game_of(env_id), opts["state"])  # and a bad state or scenario too
     check_scenario(game_of(env_id), opts["scenario"])
+    if isinstance(opts["actions"], str) and opts["actions"] != "buttons":
+        raise ConfigError(
+            f"env.options.actions is a list of button combos, null for the game's set, or 'buttons' for the pad "
+            f"itself (a MultiBinary action); got {opts['actions']!r}."
+        )
     if opts["subprocess"]:
         from distrl.envs.subprocess_env import SubprocessEnv
 

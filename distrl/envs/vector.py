@@ -63,7 +63,9 @@ class EnvLoop:
             truncated=np.zeros(K, dtype=bool),
         )
         for k, env in enumerate(self.envs):
-            obs, reward, terminated, truncated, info = env.step(actions[k].item())
+            # One Discrete action as a Python int; a vector action (Box, MultiDiscrete, MultiBinary) as its row.
+            action = actions[k].item() if actions.ndim == 1 else actions[k]
+            obs, reward, terminated, truncated, info = env.step(action)
             out.rewards[k] = reward
             out.terminated[k] = terminated
             out.truncated[k] = truncated

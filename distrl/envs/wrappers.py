@@ -232,6 +232,25 @@ class ButtonCombos(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         return self._presses[int(action)].copy()
 
 
+class PlayingButtons(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """The pad itself as the action: a ``MultiBinary`` over the buttons that play, each pressed
+    or not. Buttons that pause or configure the console (``system``) stay released, so a
+    policy cannot pause the game it is learning."""
+
+    def __init__(self, env: gym.Env, buttons: list[Optional[str]], system: set[Optional[str]]):
+        gym.utils.RecordConstructorArgs.__init__(self, buttons=buttons, system=system)
+        gym.ActionWrapper.__init__(self, env)
+        self.playing = [i for i, button in enumerate(buttons) if button not in system]
+        self.names = [buttons[i] for i in self.playing]
+        self._pad = np.zeros(len(buttons), dtype=env.action_space.dtype or np.int8)
+        self.action_space = gym.spaces.MultiBinary(len(self.playing))
+
+    def action(self, action):
+        pad = self._pad.copy()
+        pad[self.playing] = np.asarray(action, dtype=pad.dtype)
+        return pad
+
+
 # Image options shared by the pixel families, and the smallest value each accepts.
 _MINIMUM = {"frame_skip": 1, "frame_stack": 1, "screen_size": 8, "noop_max": 0, "max_episode_steps": 0}
 

@@ -35,7 +35,13 @@ class Field:
 FIELDS = (
     Field("obs", STEP, None, "the observation the action was chosen on"),
     Field("episode_start", STEP, np.bool_, "obs is the first of its episode", replay=True),
-    Field("actions", STEP, np.int64, "the action taken (policy output)", replay=True),
+    Field(
+        "actions",
+        STEP,
+        None,
+        "the action taken (policy output): int64 [T, K] for Discrete, [T, K, D] for the vector spaces",
+        replay=True,
+    ),
     Field("logp", STEP, np.float32, "log mu(a|s) under the behaviour policy (policy output)"),
     Field("values", STEP, np.float32, "V(s), or max_a Q(s, a) for Q-networks (policy output)"),
     Field("q_taken", STEP, np.float32, "Q(s, a) of the taken action (Q-network output)"),
@@ -64,13 +70,13 @@ def field(name: str) -> Field:
         ) from None
 
 
-def allocate(name: str, T: int, K: int, obs_example: Optional[np.ndarray] = None) -> np.ndarray:
-    """An empty ``step`` array ``[T, K, ...]`` for ``name`` (observations: shaped and typed
-    like ``obs_example``, one row of K observations)."""
+def allocate(name: str, T: int, K: int, example: Optional[np.ndarray] = None) -> np.ndarray:
+    """An empty ``step`` array ``[T, K, ...]`` for ``name``. Fields declared without a dtype
+    (observations, actions) are shaped and typed like ``example``, one row of K values."""
     declared = field(name)
     if declared.dtype is None:
-        assert obs_example is not None
-        return np.empty((T, *obs_example.shape), dtype=obs_example.dtype)
+        assert example is not None, f"fragment key {name!r} takes its shape and dtype from an example row"
+        return np.empty((T, *example.shape), dtype=example.dtype)
     fill = np.zeros if name == "timeout_value" else np.empty  # 0 where no time limit cut in
     return fill((T, K), dtype=declared.dtype)
 

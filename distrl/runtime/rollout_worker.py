@@ -84,6 +84,9 @@ class RolloutWorker:
         self.action_space = self.envs.action_space
         self.model = build_model(cfg.model, self.observation_space, self.action_space, self.spec.model_head)
         self.model.eval()
+        # A Gaussian policy's sample goes to the envs clipped or squashed into the bounds; the
+        # fragment keeps the sample itself (models/heads.py).
+        self.env_actions = getattr(self.model, "env_actions", lambda actions: actions)
         self.version = -1
         self.pull_weights()
         self.frames_per_step = frames_per_step(cfg.env.id, cfg.env.options)
@@ -142,9 +145,9 @@ class RolloutWorker:
                 # values, Q-values) is recorded under the names it gives.
                 for key, value in self.model.act(torch.from_numpy(self.obs), **behaviour).items():
                     if t == 0:
-                        fragment[key] = schema.allocate(key, T, K)
+                        fragment[key] = schema.allocate(key, T, K, value.numpy())
                     fragment[key][t] = value.numpy()
-                step = self.envs.step(fragment["actions"][t])
+                step = self.envs.step(self.env_actions(fragment["actions"][t]))
                 fragment["rewards"][t] = step.rewards
                 fragment["terminated"][t] = step.terminated
                 fragment["truncated"][t] = step.truncated

@@ -35,3 +35,37 @@ def make(length=10):
 
 
 gym.register("GuessSign-v0", entry_point=GuessSign)
+
+
+class CopyBits(gym.Env):
+    """Shows ``size`` random bits; each action entry that copies its bit pays ``1 / size``.
+    ``action="binary"`` asks for a MultiBinary action (a console's buttons), ``"discrete"``
+    for a MultiDiscrete one of ``size`` two-way choices. Random play scores half of
+    ``length``, copying every bit ``length``."""
+
+    def __init__(self, size=4, length=10, action="binary"):
+        self.size, self.length = size, length
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (size,), np.float32)
+        if action == "binary":
+            self.action_space = gym.spaces.MultiBinary(size)
+        elif action == "discrete":
+            self.action_space = gym.spaces.MultiDiscrete([2] * size)
+        else:
+            raise ValueError(f"action must be 'binary' or 'discrete', got {action!r}")
+
+    def _observe(self):
+        self.bits = self.np_random.integers(0, 2, self.size).astype(np.float32)
+        return self.bits.copy()
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        reward = float(np.mean(np.asarray(action) == self.bits))
+        self.t += 1
+        return self._observe(), reward, False, self.t >= self.length, {}
+
+
+gym.register("CopyBits-v0", entry_point=CopyBits)

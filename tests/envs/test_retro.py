@@ -2,6 +2,7 @@ import gzip
 import os
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
@@ -10,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from conftest import assert_clean_error, run_distrl
 from distrl.envs import check_id, make_env
 from distrl.envs.retro import SONIC_ACTIONS, ProgressOnly, check_scenario, check_state, default_actions
-from distrl.errors import EnvironmentNotAvailable
+from distrl.errors import ConfigError, EnvironmentNotAvailable
 
 pytest.importorskip("stable_retro")
 
@@ -148,3 +149,23 @@ def test_progress_only_rewards_new_ground():
     env.reset()
     # Position 3, 1, 2, 4, -1, 5: best so far 3, 3, 3, 4, 4, 5 -> gains 3, 0, 0, 1, 0, 1.
     assert [env.step(0)[1] for _ in range(6)] == [3, 0, 0, 1, 0, 1]
+
+
+def test_the_pad_itself_as_a_multi_binary_action_never_presses_the_system_buttons():
+    env = make_env(AIRSTRIKER, seed=0, actions="buttons")  # through the emulator's own process
+    pad = ["B", "A", "MODE", "START", "UP", "DOWN", "LEFT", "RIGHT", "C", "Y", "X", "Z"]
+    assert env.action_space == gym.spaces.MultiBinary(len(pad) - 2)
+    env.reset()
+    for _ in range(3):
+        obs, *_ = env.step(np.ones(len(pad) - 2, dtype=np.int64))
+    assert obs.shape == (4, 84, 84)
+    env.close()
+    local = make_env(AIRSTRIKER, seed=0, subprocess=False, actions="buttons")
+    wrapper = local
+    while type(wrapper).__name__ != "PlayingButtons":
+        wrapper = wrapper.env
+    pressed = wrapper.action(np.ones(len(pad) - 2, dtype=np.int64))
+    assert [pad[i] for i in np.flatnonzero(pressed)] == [b for b in pad if b not in ("MODE", "START")]
+    local.close()
+    with pytest.raises(ConfigError, match="'buttons'"):
+        make_env(AIRSTRIKER, actions="pad")

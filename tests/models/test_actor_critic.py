@@ -6,6 +6,7 @@ import torch
 from distrl.config import resolve
 from distrl.errors import ConfigError
 from distrl.models import ActorCritic, build_model
+from distrl.models.heads import Categorical
 from distrl.models.mlp import MLP
 
 
@@ -13,7 +14,7 @@ def test_sampled_actions_follow_the_softmax_of_the_logits():
     """act() samples with the Gumbel-max trick; its frequencies must match softmax(logits)
     (each within 5 standard errors over 200k draws) and logp must be log softmax."""
     torch.manual_seed(0)
-    model = ActorCritic(MLP(1, [4]), None, 3)
+    model = ActorCritic(MLP(1, [4]), None, Categorical(4, 3))
     logits = torch.tensor([[0.0, 1.0, -1.5]])
     model.policy_head.weight.data.zero_()
     model.policy_head.bias.data.copy_(logits[0])
@@ -41,8 +42,10 @@ def test_build_model_picks_the_network_from_the_spaces():
     )
     logits, value = cnn(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))
     assert logits.shape == (2, 6) and value.shape == (2,) and cnn.value_trunk is None
-    with pytest.raises(ConfigError, match="discrete actions"):
-        build_model(config.model, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)))
+    with pytest.raises(ConfigError, match="1-D float Box"):
+        build_model(config.model, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2, 2)))
+    with pytest.raises(ConfigError, match="DQN takes Discrete actions only.*ppo, a2c"):
+        build_model(config.model, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)), head="q_network")
 
 
 def conv_multiply_adds(trunk: torch.nn.Module, obs_shape: tuple[int, ...]) -> int:
