@@ -70,6 +70,13 @@ class ModelConfig:
     hidden_sizes: list[int] = option(help="MLP layer widths", factory=lambda: [64, 64])
     activation: str = option("tanh", "MLP activation", choices=("tanh", "relu", "elu", "gelu"))
     shared_trunk: bool = option(False, "MLP only: one trunk for policy and value (false: separate trunks)")
+    recurrent: str = option(
+        "none",
+        "a memory between the trunk and the heads: lstm or gru (ppo, a2c, a3c, impala, appo, pg); workers "
+        "keep its state per env copy and the learner unrolls whole fragments from it",
+        choices=("none", "lstm", "gru"),
+    )
+    recurrent_size: int = option(128, "units of the recurrent core")
     log_std: str = option(
         "parameter",
         "Box actions: the Gaussian's log std is one learned value per dimension (parameter) or an output of "

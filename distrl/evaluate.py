@@ -132,9 +132,16 @@ def _play(env: gym.Env, model: Any, episodes: int, greedy: bool) -> list[float]:
     episode nobody asked for."""
     returns: list[float] = []
     obs, _ = env.reset()
+    # A recurrent policy carries its state from step to step and starts each episode afresh.
+    memory = {}
+    if getattr(model, "recurrent", False):
+        memory = {"state": model.initial_state(1), "episode_start": torch.ones(1, dtype=torch.bool)}
     while True:
         with torch.inference_mode():
-            actions = model.act(torch.from_numpy(np.asarray(obs)[None]), greedy=greedy)["actions"].numpy()
+            choice = model.act(torch.from_numpy(np.asarray(obs)[None]), greedy=greedy, **memory)
+        actions = choice["actions"].numpy()
+        if memory:
+            memory = {"state": choice["state"], "episode_start": torch.zeros(1, dtype=torch.bool)}
         if hasattr(model, "env_actions"):  # a Gaussian's sample, clipped or squashed into the bounds
             actions = model.env_actions(actions)
         action = actions[0].item() if actions.ndim == 1 else actions[0]
@@ -145,6 +152,8 @@ def _play(env: gym.Env, model: Any, episodes: int, greedy: bool) -> list[float]:
                 return returns
         if terminated or truncated:
             obs, _ = env.reset()
+            if memory:
+                memory["episode_start"] = torch.ones(1, dtype=torch.bool)
 
 
 def _staging_folder(video: Path) -> Path:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import torch
 
-from distrl.algos.common import OptimizedAlgorithm, clip_rewards, normalize
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards, normalize, unroll_with_bootstrap
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import gae
 from distrl.models.actor_critic import ActorCritic
@@ -88,11 +88,8 @@ def actor_critic_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The A2C/A3C loss on a time-major batch ``[T, B]`` of one or more fragments."""
     rewards = clip_rewards(batch["rewards"], config.reward_clip, config.reward_scale)
-    T, B = rewards.shape
-    params, values = model(batch["obs"].flatten(0, 1))
-    values = values.view(T, B)
+    params, values, bootstrap = unroll_with_bootstrap(model, batch)
     with torch.no_grad():
-        bootstrap = model(batch["last_obs"])[1]
         advantages, returns = gae(
             rewards,
             values.detach(),
@@ -105,7 +102,7 @@ def actor_critic_loss(
         )
         if config.normalize_advantages:
             advantages = normalize(advantages)
-    logp = model.log_prob(params, batch["actions"].flatten(0, 1))
+    logp = model.log_prob(params, batch["actions"]).flatten()
     policy_entropy = model.entropy(params)
     policy_loss = -(advantages.flatten() * logp).mean()
     value_loss = 0.5 * ((returns - values) ** 2).mean()

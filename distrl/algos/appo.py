@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from distrl.algos.common import OptimizedAlgorithm, clipped_surrogate, normalize
+from distrl.algos.common import OptimizedAlgorithm, clipped_surrogate, normalize, unroll
 from distrl.algos.impala import IMPALAConfig, vtrace_targets
 from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
 from distrl.models.actor_critic import ActorCritic
@@ -55,8 +55,9 @@ def appo_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss on the minibatch of fragment ``columns`` (module docstring), against V-trace
     targets computed once for the whole batch."""
-    params, values = model(batch["obs"][:, columns].flatten(0, 1))
-    logp = model.log_prob(params, batch["actions"][:, columns].flatten(0, 1))
+    params, values = unroll(model, batch, columns)
+    values = values.flatten()
+    logp = model.log_prob(params, batch["actions"][:, columns]).flatten()
     advantages = targets["pg_advantages"][:, columns].flatten()
     if config.normalize_advantages:
         advantages = normalize(advantages)

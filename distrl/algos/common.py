@@ -47,6 +47,41 @@ def clip_rewards(rewards: torch.Tensor, clip: Optional[float], scale: float = 1.
     return rewards if clip is None else rewards.clamp(-clip, clip)
 
 
+def unroll(
+    model: Any, batch: dict[str, torch.Tensor], columns: Optional[torch.Tensor] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The current model's ``(params [T, B, P], values [T, B])`` on a time-major batch (or on
+    its env ``columns``). A recurrent model unrolls each column from the state its worker
+    recorded at the fragment's first step, through the whole fragment."""
+    # A feed-forward model reads observations only (hand-built batches may carry nothing else).
+    obs, starts, state = batch["obs"], batch.get("episode_start"), batch.get("initial_state")
+    if columns is not None:
+        obs = obs[:, columns]
+        starts = None if starts is None else starts[:, columns]
+        state = None if state is None else state[columns]
+    return model.evaluate(obs, starts, state)
+
+
+def unroll_with_bootstrap(
+    model: Any, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`unroll` plus V(last_obs) ``[B]`` (without gradient). A recurrent model needs the
+    state after the last step for it, so it unrolls one step further, over ``last_obs``."""
+    if not getattr(model, "recurrent", False):
+        params, values = unroll(model, batch)
+        with torch.no_grad():
+            bootstrap = model(batch["last_obs"])[1]
+        return params, values, bootstrap
+    done = batch["terminated"][-1] | batch["truncated"][-1]
+    extended = {
+        "obs": torch.cat([batch["obs"], batch["last_obs"].unsqueeze(0)]),
+        "episode_start": torch.cat([batch["episode_start"], done.unsqueeze(0)]),
+        "initial_state": batch["initial_state"],
+    }
+    params, values = unroll(model, extended)
+    return params[:-1], values[:-1], values[-1].detach()
+
+
 def normalize(advantages: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit standard deviation (a single value is left as it is)."""
     if advantages.numel() <= 1:

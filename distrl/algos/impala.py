@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-from distrl.algos.common import OptimizedAlgorithm, clip_rewards
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards, unroll_with_bootstrap
 from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
 from distrl.algos.returns import vtrace
 from distrl.models.actor_critic import ActorCritic
@@ -89,10 +89,7 @@ def vtrace_targets(model: ActorCritic, batch: dict[str, torch.Tensor], config: A
     ``discounts`` input carries both episode ends."""
     rewards = clip_rewards(batch["rewards"], config.reward_clip, config.reward_scale)
     T, B = rewards.shape
-    params, values = model(batch["obs"].flatten(0, 1))
-    params, values = params.view(T, B, -1), values.view(T, B)
-    with torch.no_grad():
-        bootstrap = model(batch["last_obs"])[1]
+    params, values, bootstrap = unroll_with_bootstrap(model, batch)
     # For a joint action (MultiDiscrete, MultiBinary, Box) log pi sums over its parts, so the
     # importance ratio is the product of the per-dimension ratios.
     target_logp = model.log_prob(params, batch["actions"])

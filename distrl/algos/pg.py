@@ -22,7 +22,7 @@ from typing import Optional
 
 import torch
 
-from distrl.algos.common import OptimizedAlgorithm, clip_rewards, normalize
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards, normalize, unroll_with_bootstrap
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import discounted_returns
 from distrl.models.actor_critic import ActorCritic
@@ -81,13 +81,11 @@ def reinforce_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of the module docstring on a time-major batch ``[T, B]``."""
     rewards = clip_rewards(batch["rewards"], config.reward_clip, config.reward_scale)
-    T, B = rewards.shape
-    params, baseline = model(batch["obs"].flatten(0, 1))
-    baseline = baseline.view(T, B)
+    params, baseline, bootstrap = unroll_with_bootstrap(model, batch)
     with torch.no_grad():
         returns = discounted_returns(
             rewards,
-            model(batch["last_obs"])[1],
+            bootstrap,
             batch["terminated"],
             batch["truncated"],
             config.gamma,
@@ -96,7 +94,7 @@ def reinforce_loss(
         advantages = returns - baseline
         if config.normalize_advantages:
             advantages = normalize(advantages)
-    policy_loss = -(advantages.flatten() * model.log_prob(params, batch["actions"].flatten(0, 1))).mean()
+    policy_loss = -(advantages.flatten() * model.log_prob(params, batch["actions"]).flatten()).mean()
     baseline_loss = 0.5 * ((returns - baseline) ** 2).mean()
     policy_entropy = model.entropy(params)
     loss = policy_loss + config.vf_coef * baseline_loss - config.ent_coef * policy_entropy

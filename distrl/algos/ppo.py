@@ -22,6 +22,7 @@ from distrl.algos.common import (
     clipped_surrogate,
     make_optimizer,
     normalize,
+    unroll,
 )
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.returns import gae
@@ -114,7 +115,7 @@ PRESETS = {
 
 def ppo_loss(
     model: ActorCritic,
-    obs: torch.Tensor,
+    obs: Optional[torch.Tensor],
     actions: torch.Tensor,
     old_logp: torch.Tensor,
     old_values: torch.Tensor,
@@ -122,14 +123,17 @@ def ppo_loss(
     returns: torch.Tensor,
     clip_coef: float,
     config: PPOConfig,
+    outputs: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The PPO objective on one flat minibatch, as a loss to minimise (paper eq. 9):
 
         L = -E[min(r A, clip(r, 1-eps, 1+eps) A)] + c1 * L_V - c2 * H[pi]
 
-    with r = pi(a|s) / pi_old(a|s) computed from the behaviour log-probabilities.
+    with r = pi(a|s) / pi_old(a|s) computed from the behaviour log-probabilities. ``outputs``:
+    the model's ``(params, values)`` on the minibatch where the caller has computed them (a
+    recurrent model's unrolled sequences), instead of ``model(obs)``.
     """
-    params, values = model(obs)
+    params, values = outputs if outputs is not None else model(obs)
     logp = model.log_prob(params, actions)
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
@@ -211,20 +215,41 @@ class PPO(OptimizedAlgorithm):
         totals: dict[str, torch.Tensor] = {}
         num_steps = 0
         stop_early = False
+        # A recurrent model's minibatches are whole sequences: sets of env columns, each unrolled
+        # from the state its worker recorded, so that no gradient is cut inside a fragment.
+        recurrent = getattr(self.model, "recurrent", False)
+        if recurrent:
+            n = advantages.shape[1]
+            minibatch_size = max(1, n // cfg.num_minibatches)
         for _ in range(cfg.epochs):
             permutation = torch.randperm(n, device=flat["actions"].device)
             for start in range(0, n - minibatch_size + 1, minibatch_size):
                 index = permutation[start : start + minibatch_size]
+                if recurrent:
+                    params, values = unroll(self.model, batch, index)
+                    columns = {
+                        "actions": batch["actions"],
+                        "old_logp": batch["logp"],
+                        "old_values": batch["values"],
+                        "advantages": advantages,
+                        "returns": returns,
+                    }
+                    part = {key: value[:, index].flatten(0, 1) for key, value in columns.items()}
+                    outputs: Optional[tuple[torch.Tensor, torch.Tensor]] = (params.flatten(0, 1), values.flatten())
+                else:
+                    part = {key: value[index] for key, value in flat.items() if key != "obs"}
+                    outputs = None
                 loss, stats = ppo_loss(
                     self.model,
-                    flat["obs"][index],
-                    flat["actions"][index],
-                    flat["old_logp"][index],
-                    flat["old_values"][index],
-                    flat["advantages"][index],
-                    flat["returns"][index],
+                    None if recurrent else flat["obs"][index],
+                    part["actions"],
+                    part["old_logp"],
+                    part["old_values"],
+                    part["advantages"],
+                    part["returns"],
                     clip_coef,
                     cfg,
+                    outputs=outputs,
                 )
                 stats["grad_norm"] = self.gradient_step(loss, sync=False)
                 # Summed as tensors: a float() per minibatch costs more than a small model's step.

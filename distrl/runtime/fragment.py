@@ -52,6 +52,7 @@ FIELDS = (
     Field("priorities", STEP, np.float32, "initial replay priority (the algorithm's worker_postprocess)", replay=True),
     Field("last_obs", ENV, None, "the observation after the last step"),
     Field("bootstrap_value", ENV, np.float32, "V(last_obs)"),
+    Field("initial_state", ENV, np.float32, "a recurrent policy's state [S, H] before the first step"),
     Field("policy_version", FRAGMENT, np.int64, "the weights' version that sampled the fragment", replay=True),
 )
 SCHEMA: dict[str, Field] = {field.name: field for field in FIELDS}

@@ -92,6 +92,9 @@ class RolloutWorker:
         self.frames_per_step = frames_per_step(cfg.env.id, cfg.env.options)
         self.obs = self.envs.reset()
         self.episode_start = np.ones(self.envs.num_envs, dtype=bool)
+        # A recurrent policy's state per env copy [K, S, H]; the policy zeroes a copy's state
+        # at an episode's first step, and each fragment records it as it was at its start.
+        self.recurrent_state: Any = getattr(self.model, "initial_state", lambda k: None)(self.envs.num_envs)
         return {
             "pid": os.getpid(),
             "node_id": ray.get_runtime_context().get_node_id(),
@@ -135,15 +138,24 @@ class RolloutWorker:
         }
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
-        truncated_obs, truncated_at = [], []
+        truncated_obs, truncated_at, truncated_state = [], [], []
+        recurrent = self.recurrent_state is not None
+        if recurrent:
+            fragment["initial_state"] = self.recurrent_state.numpy().copy()
 
         with torch.inference_mode():
             for t in range(T):
                 fragment["obs"][t] = self.obs
                 fragment["episode_start"][t] = self.episode_start
+                inputs = dict(behaviour)
+                if recurrent:
+                    inputs.update(state=self.recurrent_state, episode_start=torch.from_numpy(self.episode_start))
+                choice = self.model.act(torch.from_numpy(self.obs), **inputs)
+                if recurrent:
+                    self.recurrent_state = choice.pop("state")
                 # What the policy reports about its choice (actions, log-probabilities,
                 # values, Q-values) is recorded under the names it gives.
-                for key, value in self.model.act(torch.from_numpy(self.obs), **behaviour).items():
+                for key, value in choice.items():
                     if t == 0:
                         fragment[key] = schema.allocate(key, T, K, value.numpy())
                     fragment[key][t] = value.numpy()
@@ -156,14 +168,26 @@ class RolloutWorker:
                 for k, final_obs in step.final_obs.items():
                     truncated_obs.append(final_obs)
                     truncated_at.append((t, k))
+                    if recurrent:  # the state that the final observation would have been seen with
+                        truncated_state.append(self.recurrent_state[k])
                 self.episode_start = step.terminated | step.truncated
                 self.obs = step.obs
 
             fragment["last_obs"] = self.obs.copy()
-            fragment["bootstrap_value"] = self.model.value(torch.from_numpy(self.obs)).numpy().astype(np.float32)
+            memory = {}
+            if recurrent:
+                memory = {"state": self.recurrent_state, "episode_start": torch.from_numpy(self.episode_start)}
+            fragment["bootstrap_value"] = (
+                self.model.value(torch.from_numpy(self.obs), **memory).numpy().astype(np.float32)
+            )
             if truncated_obs:
                 # A time limit is not a terminal state: its target bootstraps from V(final obs).
-                values = self.model.value(torch.from_numpy(np.stack(truncated_obs))).numpy()
+                if recurrent:
+                    memory = {
+                        "state": torch.stack(truncated_state),
+                        "episode_start": torch.zeros(len(truncated_obs), dtype=torch.bool),
+                    }
+                values = self.model.value(torch.from_numpy(np.stack(truncated_obs)), **memory).numpy()
                 for (t, k), value in zip(truncated_at, values):
                     fragment["timeout_value"][t, k] = value
         fragment["policy_version"] = np.int64(self.version)

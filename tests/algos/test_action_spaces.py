@@ -28,14 +28,23 @@ def train(out, algo: str, target: float, budget: int, *args: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    "algo, action",
-    [("ppo", "binary"), ("a2c", "discrete"), ("a3c", "binary"), ("impala", "discrete"), ("appo", "binary")],
+    "algo, action, recurrent",
+    [
+        # Two of them with a recurrent core, which the task does not need, to run the recurrent
+        # paths through the synchronous (whole-sequence minibatches) and the gradient flows.
+        ("ppo", "binary", "lstm"),
+        ("a2c", "discrete", "none"),
+        ("a3c", "binary", "gru"),
+        ("impala", "discrete", "none"),
+        ("appo", "binary", "none"),
+    ],
 )
-def test_copy_bits_with_multi_binary_and_multi_discrete_actions(tmp_path, algo, action):
+def test_copy_bits_with_multi_binary_and_multi_discrete_actions(tmp_path, algo, action, recurrent):
     # CopyBits-v0 with 4 bits over 10 steps: random play scores 5, copying every bit 10.
     train(
         tmp_path / algo, algo, 9.0, 200_000,
         "--set", "env.id=CopyBits-v0", "env.imports=mygames.envs", f"env.options.action={action}",
+        f"model.recurrent={recurrent}",
     )  # fmt: skip
 
 
