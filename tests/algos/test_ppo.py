@@ -153,3 +153,51 @@ def test_learn_moves_probability_towards_advantaged_action():
     assert probs[1] > 0.5 > probs[0]
     assert stats["learning_rate"] == pytest.approx(0.005)  # half-way through the annealing
     assert stats["gradient_steps"] == 8
+
+
+def test_a_recurrent_models_minibatches_are_whole_env_columns():
+    """Each minibatch unrolls whole fragment columns from their recorded states: the learner
+    sees every column of every epoch once, as a sequence."""
+    import gymnasium as gym
+    import numpy as np
+
+    from distrl.algos import common
+    from distrl.config import resolve
+    from distrl.models import build_model
+
+    torch.manual_seed(0)
+    config = resolve({"model": {"recurrent": "gru", "recurrent_size": 8}})
+    model = build_model(config.model, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2))
+    T, B = 6, 4
+    batch = {
+        "obs": torch.randn(T, B, 3),
+        "episode_start": torch.rand(T, B) < 0.2,
+        "initial_state": torch.randn_like(model.initial_state(B)),
+        "actions": torch.randint(0, 2, (T, B)),
+        "logp": torch.full((T, B), math.log(0.5)),
+        "values": torch.zeros(T, B),
+        "rewards": torch.ones(T, B),
+        "terminated": torch.zeros(T, B, dtype=torch.bool),
+        "truncated": torch.zeros(T, B, dtype=torch.bool),
+        "timeout_value": torch.zeros(T, B),
+        "bootstrap_value": torch.zeros(B),
+    }
+    seen = []
+    unroll = common.unroll
+
+    def spy(model, batch, columns=None):
+        seen.append(sorted(columns.tolist()))
+        return unroll(model, batch, columns)
+
+    ppo_config = PPOConfig(epochs=3, num_minibatches=2)
+    algorithm = PPO(ppo_config, model, 1000)
+    import distrl.algos.ppo as ppo_module
+
+    ppo_module.unroll, original = spy, ppo_module.unroll
+    try:
+        update = algorithm.learn(batch, Progress(env_steps=0))
+    finally:
+        ppo_module.unroll = original
+    assert update.stats["gradient_steps"] == 6 and len(seen) == 6
+    for epoch in range(3):
+        assert sorted(seen[2 * epoch] + seen[2 * epoch + 1]) == [0, 1, 2, 3]
