@@ -25,6 +25,7 @@ and the ratio of two policies is the same before and after the map.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -41,20 +42,20 @@ from distrl.models.layers import orthogonal_init
 CONTINUOUS_ALGOS = "ppo, a2c, a3c, impala, appo and pg"
 
 
-class ActionHead(nn.Module):
+class ActionHead(nn.Module, abc.ABC):
     """The interface (module docstring); subclasses fill in the distribution."""
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:  # -> params [..., P]
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, features: torch.Tensor) -> torch.Tensor: ...  # -> params [..., P]
 
-    def sample(self, params: torch.Tensor, greedy: bool = False) -> torch.Tensor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def sample(self, params: torch.Tensor, greedy: bool = False) -> torch.Tensor: ...
 
-    def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
 
-    def entropy(self, params: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def entropy(self, params: torch.Tensor) -> torch.Tensor: ...
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """What the envs receive for the recorded ``actions [K, ...]``."""
