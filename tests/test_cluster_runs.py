@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -146,7 +147,9 @@ def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
 
 def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
     """Start on the head alone (3 CPUs: the learner and 2 workers); a 2-CPU node joins and
-    num_workers grows to 4; the node leaves and the run goes on to its stop rule."""
+    num_workers grows to 4; the node leaves and the run goes on with 2 workers until Ctrl-C
+    (a stop rule in env steps would have to outlast the node's visit, however slow the
+    machine: the run's pace, not the rule, is what this test is about)."""
     out = tmp_path / "elastic"
     process = subprocess.Popen(
         [
@@ -159,7 +162,7 @@ def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
             "--num-workers",
             "auto",
             "--stop-env-steps",
-            "400000",
+            "100000000",
             "--out",
             str(out),
             "--set",
@@ -181,15 +184,18 @@ def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
         local_cluster.remove_node(node)
         shrunk = wait_for(lambda: (p := last_progress(out)).get("num_workers") == 2 and p, 120, "the workers to leave")
         assert shrunk["num_nodes"] == 1
-        output, _ = process.communicate(timeout=300)
+        # The run goes on without the node: 20k more env steps, then Ctrl-C.
+        wait_for(lambda: last_progress(out).get("env_steps", 0) >= shrunk["env_steps"] + 20_000, 120, "more steps")
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, output[-3000:]
+    assert process.returncode == 130, output[-3000:]
     records = read_progress(out)
-    assert records[-1]["env_steps"] >= 400000 and records[-1]["num_workers"] == 2
+    assert records[-1]["num_workers"] == 2 and records[-1]["num_nodes"] == 1
     assert records[-1]["worker_restarts"] == 0  # workers that left with their node are not failures
-    assert "cluster grew" in output and "left with its node" in output
+    assert "cluster grew" in output and "left with its node" in output and "Traceback" not in output
 
 
 def test_wrong_token_and_unreachable_address_get_one_clear_message(cluster, tmp_path):

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import gymnasium as gym
 
 from distrl.envs import atari, classic, custom, doom, retro, teaching
+from distrl.envs.packed import PackObservation, is_composite
 from distrl.envs.wrappers import SeedFirstReset
 from distrl.errors import EnvironmentNotAvailable
 
@@ -118,7 +119,9 @@ def frame_stack_of(env_id: str, options: dict[str, Any]) -> int:
     """How many frames an observation of ``env_id`` stacks (1 for vector observations)."""
     family = family_of(env_id)
     defaults = family.defaults_by_id.get(env_id, family.defaults)
-    if "frame_stack" not in defaults:
+    if "frame_stack" not in defaults or options.get("game_variables"):
+        # Doom's screen with its game variables is a packed Dict row (envs/packed.py), which
+        # replay stores whole rather than one frame at a time.
         return 1
     return int(options.get("frame_stack", defaults["frame_stack"]) or 1)
 
@@ -183,6 +186,8 @@ def make_env(env_id: str, seed: Optional[int] = None, render_mode: Optional[str]
             f"Environment {env_id!r} does not accept the options {sorted(options)}: {error}. "
             f"Check env.options in your config."
         ) from None
+    if is_composite(env.observation_space):
+        env = PackObservation(env)  # one flat row per observation; the model unpacks it (envs/packed.py)
     return SeedFirstReset(env, seed)
 
 

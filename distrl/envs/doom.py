@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 import gymnasium as gym
+import numpy as np
 
 from distrl.envs.wrappers import ButtonCombos, EpisodeStats, FrameStack, ResizeFrame, RewardScale, check_options
 from distrl.errors import EnvironmentNotAvailable
@@ -39,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "max_buttons_pressed": 2,  # actions: every combination of at most this many buttons
     "actions": None,  # or an explicit list of button combos, e.g. [["ATTACK"], ["TURN_LEFT", "ATTACK"]]
     "reward_scale": 1.0,
+    # The scenario's game variables (health, ammo, ...) beside the screen, as a Dict
+    # observation {"screen", "variables"}: one encoder each (envs/packed.py).
+    "game_variables": False,
+    "game_variables_scale": 0.01,
 }
 
 
@@ -73,17 +78,68 @@ class TimeoutIsTruncation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, reward, terminated, truncated, info
 
 
-class Screen(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
-    """Keeps the screen buffer of ViZDoom's dict observation (``[H, W, C]`` uint8)."""
+class Screen(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Keeps the screen buffer of ViZDoom's dict observation (``[H, W, C]`` uint8). With
+    ``variables``, the scenario's game variables (health, ammo, ...) ride along in
+    ``info["game_variables"]`` past the screen's resizing and stacking, for
+    :class:`WithGameVariables` to put back into the observation."""
 
-    def __init__(self, env: gym.Env):
-        gym.utils.RecordConstructorArgs.__init__(self)
-        gym.ObservationWrapper.__init__(self, env)
+    def __init__(self, env: gym.Env, variables: bool = False):
+        gym.utils.RecordConstructorArgs.__init__(self, variables=variables)
+        gym.Wrapper.__init__(self, env)
         assert isinstance(env.observation_space, gym.spaces.Dict)  # ViZDoom's observations are a dict
         self.observation_space = env.observation_space["screen"]
+        self.variables = variables
 
-    def observation(self, observation):
-        return observation["screen"]
+    def _split(self, observation: dict[str, Any], info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        if self.variables:
+            info = dict(info, game_variables=observation["gamevariables"])
+        return observation["screen"], info
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        return self._split(observation, info)
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        screen, info = self._split(observation, info)
+        return screen, reward, terminated, truncated, info
+
+
+class WithGameVariables(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """The observation as ``{"screen": the preprocessed frames, "variables": the game
+    variables times scale}``: what the player's status bar shows (health, ammo), which the
+    84x84 screen no longer does. The scale (0.01 by default) brings health and ammo, which
+    run to about 100, near the unit range the encoder's initialization expects."""
+
+    def __init__(self, env: gym.Env, scale: float):
+        gym.utils.RecordConstructorArgs.__init__(self, scale=scale)
+        gym.Wrapper.__init__(self, env)
+        count = cast("VizdoomEnv", env.unwrapped).game.get_available_game_variables_size()
+        if count == 0:
+            from distrl.errors import ConfigError
+
+            raise ConfigError(
+                "env.options.game_variables is on, and this scenario reports no game variables; turn it off "
+                "for this scenario (basic, health_gathering, defend_the_center and deadly_corridor report some)."
+            )
+        self.scale = scale
+        self.observation_space = gym.spaces.Dict(
+            {"screen": env.observation_space, "variables": gym.spaces.Box(-np.inf, np.inf, (count,), np.float32)}
+        )
+
+    def _observe(self, screen: Any, info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        info = dict(info)
+        variables = np.asarray(info.pop("game_variables"), dtype=np.float32) * self.scale
+        return {"screen": screen, "variables": variables}, info
+
+    def reset(self, **kwargs):
+        return self._observe(*self.env.reset(**kwargs))
+
+    def step(self, action):
+        screen, reward, terminated, truncated, info = self.env.step(action)
+        observation, info = self._observe(screen, info)
+        return observation, reward, terminated, truncated, info
 
 
 def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
@@ -108,11 +164,13 @@ def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
         buttons = [str(b).split(".")[-1] for b in cast("VizdoomEnv", env.unwrapped).game.get_available_buttons()]
         env = ButtonCombos(env, buttons, opts["actions"])
     env = TimeoutIsTruncation(env)
-    env = Screen(env)
+    env = Screen(env, variables=bool(opts["game_variables"]))
     env = EpisodeStats(env)
     if opts["reward_scale"] != 1.0:
         env = RewardScale(env, opts["reward_scale"])
     env = ResizeFrame(env, opts["screen_size"])
     if opts["frame_stack"] > 1:
         env = FrameStack(env, opts["frame_stack"])
+    if opts["game_variables"]:
+        env = WithGameVariables(env, float(opts["game_variables_scale"]))
     return env

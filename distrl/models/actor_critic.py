@@ -5,11 +5,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from distrl.envs.packed import PackedSpace
 from distrl.errors import ConfigError
 from distrl.models.cnn import NatureCNN
 from distrl.models.heads import CONTINUOUS_ALGOS, ActionHead, build_head
 from distrl.models.layers import orthogonal_init
 from distrl.models.mlp import MLP
+from distrl.models.multi_input import MultiInput
 from distrl.models.q_network import QNetwork, QTable, Trunk
 from distrl.models.recurrent import RecurrentCore
 
@@ -148,14 +150,18 @@ class ActorCritic(nn.Module):
         return self.step(obs, state, episode_start)[1]
 
 
-def build_trunk(model_config, obs_space: gym.Space) -> Trunk:
-    """Nature CNN for image stacks ``[C, H, W]``, MLP for vectors (``model.kind: auto``)."""
+def build_trunk(model_config, obs_space: gym.Space, part: bool = False) -> Trunk:
+    """Nature CNN for image stacks ``[C, H, W]``, MLP for vectors (``model.kind: auto``), and
+    for packed Dict or Tuple observations one of those per part, concatenated."""
+    if isinstance(obs_space, PackedSpace):
+        return MultiInput(obs_space, lambda leaf: build_trunk(model_config, leaf, part=True), model_config.activation)
     shape = tuple(obs_space.shape or ())
     is_image = len(shape) == 3
     big_enough = is_image and min(shape[1:]) >= NatureCNN.MIN_SIZE
     kind = model_config.kind
-    if kind == "auto":
-        # Frames smaller than the CNN's receptive field (tiny grids) go to an MLP.
+    if kind == "auto" or (part and kind == "cnn"):
+        # Frames smaller than the CNN's receptive field (tiny grids) go to an MLP, and so do
+        # the vector parts of a Dict observation whatever model.kind says.
         kind = "cnn" if big_enough else "mlp"
     if kind == "cnn":
         if not big_enough:
@@ -206,7 +212,9 @@ def build_model(
         num_actions = check_discrete(action_space, "DQN")
         return QNetwork(build_trunk(model_config, obs_space), num_actions, dueling=model_config.dueling)
     trunk = build_trunk(model_config, obs_space)
-    separate_value = isinstance(trunk, MLP) and not model_config.shared_trunk
+    # Vector trunks are cheap to double; a CNN is shared by both heads.
+    vectors_only = isinstance(trunk, MLP) or (isinstance(trunk, MultiInput) and not trunk.has_images)
+    separate_value = vectors_only and not model_config.shared_trunk
     if model_config.recurrent != "none":
         # Memory for both heads: a core after the policy trunk, and one after the value trunk
         # where the value has its own (MLP trunks unless model.shared_trunk).

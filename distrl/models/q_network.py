@@ -9,9 +9,10 @@ import torch.nn as nn
 from distrl.models.cnn import NatureCNN
 from distrl.models.layers import orthogonal_init
 from distrl.models.mlp import MLP
+from distrl.models.multi_input import MultiInput
 
 # The networks a policy or Q-head sits on; both say how many features they give (output_dim).
-Trunk = Union[MLP, NatureCNN]
+Trunk = Union[MLP, NatureCNN, MultiInput]
 
 
 def epsilon_greedy(q_values: torch.Tensor, epsilon: torch.Tensor | float) -> torch.Tensor:

@@ -69,3 +69,44 @@ class CopyBits(gym.Env):
 
 
 gym.register("CopyBits-v0", entry_point=CopyBits)
+
+
+class LampAndSwitch(gym.Env):
+    """A ``Dict`` observation (``Tuple`` with ``space="tuple"``): a small picture with a lamp lit
+    on its left or right half, and a switch that reads 1 or -1. The action that pays 1 is the
+    lamp's side, the other side when the switch reads -1, so neither part alone beats random
+    play (half of ``length``) and both together score ``length``."""
+
+    def __init__(self, length=10, space="dict"):
+        self.length = length
+        picture = gym.spaces.Box(0, 255, (8, 8, 1), np.uint8)  # [H, W, C], as cameras give it
+        switch = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        if space == "dict":
+            self.observation_space = gym.spaces.Dict({"picture": picture, "switch": switch})
+        elif space == "tuple":
+            self.observation_space = gym.spaces.Tuple((picture, switch))
+        else:
+            raise ValueError(f"space must be 'dict' or 'tuple', got {space!r}")
+        self.action_space = gym.spaces.Discrete(2)
+
+    def _observe(self):
+        self.side, self.flip = self.np_random.integers(0, 2, 2)
+        picture = np.zeros((8, 8, 1), np.uint8)
+        picture[2:6, 4 * self.side : 4 * self.side + 4] = 255
+        switch = np.array([-1.0 if self.flip else 1.0], np.float32)
+        if isinstance(self.observation_space, gym.spaces.Dict):
+            return {"picture": picture, "switch": switch}
+        return picture, switch
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        reward = float(int(action) == self.side ^ self.flip)
+        self.t += 1
+        return self._observe(), reward, False, self.t >= self.length, {}
+
+
+gym.register("LampAndSwitch-v0", entry_point=LampAndSwitch)

@@ -94,3 +94,10 @@ def test_an_entry_point_may_not_take_over_a_known_id(user_package, tmp_path):
     )
     assert_clean_error(result)
     assert "CartPole-v1" in result.stderr and "already registered" in result.stderr
+
+
+def test_dict_observations_train_with_one_encoder_per_part(user_package, tmp_path):
+    # LampAndSwitch pays only a policy that reads both parts together (random play: 5 of 10).
+    # A Tuple travels the same way, packed (tests/envs/test_packed.py).
+    last = train(tmp_path / "run", user_package, "env.id=usergames.envs:LampAndSwitch-v0", target=9.0)
+    assert last["episode_return_mean"] >= 9.0, last
