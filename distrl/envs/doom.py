@@ -121,7 +121,7 @@ class WithGameVariables(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
             raise ConfigError(
                 "env.options.game_variables is on, and this scenario reports no game variables; turn it off "
-                "for this scenario (basic, health_gathering, defend_the_center and deadly_corridor report some)."
+                "for this scenario (my_way_home and predict_position report none, the others health or ammo)."
             )
         self.scale = scale
         self.observation_space = gym.spaces.Dict(

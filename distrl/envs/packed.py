@@ -38,10 +38,6 @@ class Part:
     one_hot: int = 0  # a Discrete leaf's n: packed as a one-hot float32 vector
     channel_last: bool = False  # an [H, W, C] image, transposed when packed
 
-    @property
-    def is_image(self) -> bool:
-        return self.dtype == np.uint8 and len(self.shape) == 3
-
 
 def _leaves(space: gym.Space, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], gym.Space]]:
     if isinstance(space, gym.spaces.Dict):

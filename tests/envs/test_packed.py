@@ -94,3 +94,9 @@ def test_doom_game_variables_ride_beside_the_screen():
     # Replay keeps packed rows whole: no frame-by-frame storage for them.
     assert frame_stack_of("VizdoomHealthGathering-v1", {"game_variables": True}) == 1
     assert frame_stack_of("VizdoomHealthGathering-v1", {}) == 4
+
+
+def test_a_scenario_without_game_variables_refuses_the_option():
+    pytest.importorskip("vizdoom")
+    with pytest.raises(ConfigError, match="reports no game variables"):
+        make_env("VizdoomMyWayHome-v1", game_variables=True)
