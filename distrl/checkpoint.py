@@ -97,9 +97,8 @@ def load(path: str | Path) -> tuple[Path, dict[str, Any]]:
         earlier = [p for p in list_checkpoints(folder.parent) if p != folder]
         hint = f" An earlier checkpoint is {str(earlier[-1])!r}; pass it to --resume." if earlier else ""
         raise CheckpointError(
-            f"Checkpoint {str(state_file)!r} is unreadable ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}). It may be truncated or not a distrl checkpoint.{hint} "
-            f"Nothing was changed on disk."
+            f"Checkpoint {str(state_file)!r} is unreadable ({_reason(error)}). It may be truncated or not a "
+            f"distrl checkpoint.{hint} Nothing was changed on disk."
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(
@@ -107,6 +106,16 @@ def load(path: str | Path) -> tuple[Path, dict[str, Any]]:
             f"this distrl reads format {FORMAT_VERSION}."
         )
     return folder, state
+
+
+def _reason(error: Exception) -> str:
+    """Why torch could not read a file, without torch's advice for the weights-only refusal
+    (to load again with ``weights_only=False``), which would run whatever code a file of
+    unknown origin holds."""
+    text = str(error)
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "it holds Python objects besides tensors and plain data, which distrl does not unpickle"
+    return f"{type(error).__name__}: {text.splitlines()[0][:200] if text else 'no detail'}"
 
 
 def number_of(path: Path) -> int:

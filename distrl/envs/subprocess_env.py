@@ -4,12 +4,25 @@ stable-retro allows one emulator per process, so a rollout worker that steps K r
 runs each in its own child process; this proxy looks like any other ``gymnasium.Env``.
 The child builds the whole preprocessed env, so only the small 84x84 frames cross the pipe
 (and the full screen, when ``render()`` is asked for one to record).
+
+The child is a fresh ``python -c`` that imports distrl and nothing of the caller's: not
+multiprocessing's ``spawn``, which re-runs the caller's ``__main__`` in the child, so a user's
+script without an ``if __name__ == "__main__":`` guard would start its own training again in
+every emulator process, and a script read from stdin or a notebook would fail to start one.
+The two ends talk over a socket pair with multiprocessing's ``Connection`` (pickled
+messages); the child inherits the parent's ``sys.path`` and exits when the parent's end
+closes, so it cannot outlive the process that made it.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
+import pickle
+import socket
+import subprocess
+import sys
 import traceback
+from multiprocessing.connection import Connection
 from typing import Any, Callable, Optional
 
 import gymnasium as gym
@@ -42,8 +55,8 @@ def _serve(connection, make: Callable[[], gym.Env]) -> None:
             else:
                 raise ValueError(f"unknown command {command!r}")
             connection.send(("ok", result))
-    except (EOFError, KeyboardInterrupt):
-        return
+    except (EOFError, KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
+        return  # the parent closed its end or died: nobody is left to serve
     except BaseException as error:
         connection.send(("error", _portable(error)))
     finally:
@@ -60,26 +73,53 @@ def _portable(error: BaseException) -> BaseException:
     )
 
 
+def _child_main(fd: int) -> None:
+    """Entry point of the child process: ``fd`` is its end of the socket pair."""
+    connection = Connection(fd)
+    make = pickle.loads(connection.recv_bytes())
+    _serve(connection, make)
+
+
 class SubprocessEnv(gym.Env):
-    """Runs ``make()`` in a child process (spawned, so it starts clean inside a Ray worker)
-    and forwards ``reset``/``step``/``render``/``close`` to it."""
+    """Runs ``make()`` in a child process (see the module's docstring) and forwards
+    ``reset``/``step``/``render``/``close`` to it. ``make`` must pickle by reference: a
+    module-level function, or a ``functools.partial`` of one."""
 
     def __init__(self, make: Callable[[], gym.Env], name: str = "environment"):
         self._name = name
-        context = mp.get_context("spawn")
-        self._connection, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, make), daemon=True)
-        self._process.start()
-        child.close()
-        self.observation_space, self.action_space, self.spec, self.metadata, self.render_mode = self._receive()
+        self._closed = True
+        ours, theirs = socket.socketpair()
+        start = f"from distrl.envs.subprocess_env import _child_main; _child_main({theirs.fileno()})"
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", start],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)},
+        )
+        theirs.close()
+        self._connection = Connection(ours.detach())
+        try:
+            self._connection.send_bytes(pickle.dumps(make))
+            self.observation_space, self.action_space, self.spec, self.metadata, self.render_mode = self._receive()
+        except BaseException:
+            self._end_child()
+            raise
         self._closed = False
+
+    def _end_child(self) -> None:
+        self._connection.close()  # the child sees the end of its input and exits
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
     def _receive(self) -> Any:
         try:
             status, payload = self._connection.recv()
         except (EOFError, ConnectionResetError):
             raise RuntimeError(
-                f"The process running {self._name} exited unexpectedly (exit code {self._process.exitcode})."
+                f"The process running {self._name} exited unexpectedly (exit code {self._process.poll()})."
             ) from None
         if status == "error":
             raise payload
@@ -108,10 +148,7 @@ class SubprocessEnv(gym.Env):
                 self._receive()
         except Exception:
             pass  # closing: whatever the child says now does not matter
-        self._process.join(timeout=5)
-        if self._process.is_alive():
-            self._process.kill()
-        self._connection.close()
+        self._end_child()
 
     def __del__(self):
         try:

@@ -1,5 +1,7 @@
 import gzip
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -40,7 +42,42 @@ def test_several_copies_in_one_process_each_run_their_own_emulator():
         assert obs.shape == (4, 84, 84)
     for env in envs:
         env.close()
-        assert not env.unwrapped._process.is_alive()
+        assert env.unwrapped._process.poll() is not None  # the child has exited
+
+
+# A user's script with no `if __name__ == "__main__":` guard. Each emulator runs in a child
+# process; a child that re-ran this script would build emulators of its own, without end.
+SCRIPT = """
+import psutil
+from distrl.envs import make_env
+
+envs = [make_env("retro/Airstriker-Genesis-v0", seed=s) for s in range(2)]
+for env in envs:
+    env.reset()
+    for _ in range(5):
+        obs, *_ = env.step(env.action_space.sample())
+children = len(psutil.Process().children(recursive=True))
+for env in envs:
+    env.close()
+print("emulators", children, "after close", len(psutil.Process().children(recursive=True)), obs.shape)
+"""
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_script_without_a_main_guard_runs_emulators_and_leaves_none(tmp_path, how):
+    script = tmp_path / "play.py"
+    script.write_text(SCRIPT)
+    command = [sys.executable, str(script)] if how == "file" else [sys.executable, "-"]
+    result = subprocess.run(
+        command,
+        input=SCRIPT if how == "stdin" else None,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "emulators 2 after close 0 (4, 84, 84)" in result.stdout, result.stdout
 
 
 def test_a_missing_rom_names_the_import_command():

@@ -1,6 +1,9 @@
 """A short `distrl train` on every environment family: 2 real worker processes, a few
 thousand steps, exit 0 and a well-formed progress.jsonl."""
 
+import time
+
+import psutil
 import pytest
 
 from conftest import read_progress, run_distrl
@@ -34,3 +37,18 @@ def test_smoke_train(tmp_path, env_id, frames_per_step, extra):
     assert last["env_steps"] >= 3000 and last["env_frames"] == frames_per_step * last["env_steps"]
     assert last["num_workers"] == 2 and last["learner_updates"] >= 2
     assert list((out / "checkpoints").glob("ckpt-*/state.pt"))
+    # Emulator processes (retro runs one per env copy) end with their workers; a few
+    # seconds' grace for a process whose socket has closed to be reaped.
+    deadline = time.monotonic() + 5
+    while emulator_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not emulator_processes(), emulator_processes()
+
+
+def emulator_processes() -> list[str]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if "distrl.envs.subprocess_env" in command:
+            found.append(f"{process.pid}: {command}")
+    return found
