@@ -90,22 +90,67 @@ def load(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only,
     so a checkpoint from elsewhere cannot run code on this machine."""
     folder = find(path)
+    try:
+        return folder, _read(folder)
+    except _Unreadable as error:
+        earlier = [p for p in list_checkpoints(folder.parent) if p != folder]
+        hint = f" An earlier checkpoint is {str(earlier[-1])!r}; pass it to --resume." if earlier else ""
+        raise CheckpointError(
+            f"Checkpoint {str(folder / 'state.pt')!r} is unreadable ({error}). It may be truncated or not a "
+            f"distrl checkpoint.{hint} Nothing was changed on disk."
+        ) from None
+
+
+def load_readable(path: str | Path) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]]:
+    """Like :func:`load`, but a run folder gives its newest checkpoint that loads (a crash or
+    a full disk may have damaged the newest), together with the newer ones that did not load
+    and why. A path to one checkpoint loads that one or fails."""
+    path = Path(path)
+    candidates = [] if (path / "state.pt").is_file() else list_checkpoints(path / "checkpoints")
+    if not candidates:
+        folder, state = load(path)
+        return folder, state, []
+    skipped: list[tuple[Path, str]] = []
+    for folder in reversed(candidates):
+        try:
+            return folder, _read(folder), skipped
+        except _Unreadable as error:
+            skipped.append((folder, str(error)))
+    raise CheckpointError(
+        f"No checkpoint in {str(path)!r} is readable: "
+        + "; ".join(f"{folder.name}: {reason}" for folder, reason in skipped)
+        + ". Nothing was changed on disk."
+    )
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename an unreadable checkpoint out of the list (``unreadable-ckpt-N``), so that a run
+    resumed from an earlier one can write its own checkpoint N; nothing is deleted."""
+    target = folder.with_name(f"unreadable-{folder.name}")
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = folder.with_name(f"unreadable-{folder.name}-{suffix}")
+    os.rename(folder, target)
+    return target
+
+
+class _Unreadable(Exception):
+    """A checkpoint file torch could not read; the message says why."""
+
+
+def _read(folder: Path) -> dict[str, Any]:
     state_file = folder / "state.pt"
     try:
         state = torch.load(state_file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
-        earlier = [p for p in list_checkpoints(folder.parent) if p != folder]
-        hint = f" An earlier checkpoint is {str(earlier[-1])!r}; pass it to --resume." if earlier else ""
-        raise CheckpointError(
-            f"Checkpoint {str(state_file)!r} is unreadable ({_reason(error)}). It may be truncated or not a "
-            f"distrl checkpoint.{hint} Nothing was changed on disk."
-        ) from None
+        raise _Unreadable(_reason(error)) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"Checkpoint {str(state_file)!r} has format {state.get('format') if isinstance(state, dict) else '?'}; "
             f"this distrl reads format {FORMAT_VERSION}."
         )
-    return folder, state
+    return state
 
 
 def _reason(error: Exception) -> str:

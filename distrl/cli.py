@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -163,17 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_config(args: argparse.Namespace) -> tuple[dict[str, Any], Optional[dict[str, Any]], Optional[Path]]:
-    """The user's layer of config values, plus the checkpoint state on --resume."""
+def _user_config(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], Optional[dict[str, Any]], Optional[Path], list[Path]]:
+    """The user's layer of config values, plus on --resume the checkpoint's state, its folder,
+    and the newer checkpoints of the run that could not be read."""
     from distrl import checkpoint
     from distrl.config import load_yaml, parse_override, set_dotted
 
     state = None
     folder = None
+    skipped: list[tuple[Path, str]] = []
     if args.resume:
         if args.config:
             raise ConfigError("--resume continues a run with its own config; drop --config (use --set to change keys).")
-        folder, state = checkpoint.load(args.resume)
+        folder, state, skipped = checkpoint.load_readable(args.resume)
+        for path, reason in skipped:
+            print(f"distrl: checkpoint {str(path)!r} is unreadable ({reason}); skipped.", flush=True)
+        if skipped:
+            print(f"distrl: resuming from {str(folder)!r}, the newest checkpoint that loads.", flush=True)
         user = yaml.safe_load(state["config_yaml"]) or {}
         # The output folder is where the checkpoint lies now (or --out), not where the run
         # was first written: run folders may be moved or copied.
@@ -187,7 +195,7 @@ def _user_config(args: argparse.Namespace) -> tuple[dict[str, Any], Optional[dic
     for item in args.set:
         key, value = parse_override(item)
         set_dotted(user, key, value)
-    return user, state, folder
+    return user, state, folder, [path for path, _ in skipped]
 
 
 def _default_stop(config) -> Optional[str]:
@@ -222,9 +230,11 @@ def _check_resume_compatible(config, state: dict[str, Any]) -> None:
             )
 
 
-def _output_folder(config, resumed_from: Optional[Path]) -> Path:
+def _output_folder(config, resumed_from: Optional[Path], unreadable: Sequence[Path] = ()) -> Path:
     """Where this run writes. A new run never writes into a folder that holds another run;
-    a resumed run continues in its own folder, from its newest checkpoint only."""
+    a resumed run continues in its own folder, from its newest readable checkpoint only. The
+    unreadable ones newer than it are renamed aside there (``unreadable-ckpt-N``), kept for
+    inspection, so that the run can write its own checkpoint N."""
     from distrl import checkpoint
 
     if config.output.dir:
@@ -234,7 +244,9 @@ def _output_folder(config, resumed_from: Optional[Path]) -> Path:
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out_dir = Path("runs") / f"{config.env.id.replace('/', '_')}-{config.algo}-{stamp}"
-    newest = checkpoint.latest(out_dir)
+    damaged = {path.resolve() for path in unreadable}
+    readable = [p for p in checkpoint.list_checkpoints(out_dir / "checkpoints") if p.resolve() not in damaged]
+    newest = readable[-1] if readable else None
     # A run that stopped before its first report (say, it could not join the cluster) left
     # an empty progress.jsonl; the folder can be used again.
     progress = out_dir / "progress.jsonl"
@@ -253,6 +265,9 @@ def _output_folder(config, resumed_from: Optional[Path]) -> Path:
                 f"Resuming {str(resumed_from)!r} into {str(out_dir)!r} would write over its newer checkpoints "
                 f"(newest: {newest.name}). Resume from {str(newest)!r}, or pass --out NEW_FOLDER to branch off."
             )
+    for path in unreadable:
+        if path.parent.resolve() == (out_dir / "checkpoints").resolve():
+            print(f"distrl: the unreadable {path.name} is kept as {str(checkpoint.set_aside(path))!r}.", flush=True)
     return out_dir
 
 
@@ -274,7 +289,7 @@ def _check_spaces(config) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from distrl.config import resolve
 
-    user, state, folder = _user_config(args)
+    user, state, folder, unreadable = _user_config(args)
     config = resolve(user)
     from distrl.envs import check_id, custom
 
@@ -290,7 +305,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if state is not None:
         _check_resume_compatible(config, state)
-    out_dir = _output_folder(config, folder)
+    out_dir = _output_folder(config, folder, unreadable)
     config.output.dir = str(out_dir)
 
     from distrl.runtime import cluster

@@ -66,3 +66,23 @@ def test_pruning_never_removes_a_newer_checkpoint(tmp_path):
         checkpoint.save(folder, step, state(step), "", keep=2)
     checkpoint.save(folder, 3, state(3), "", keep=2)  # an older number written later
     assert [p.name for p in checkpoint.list_checkpoints(folder)] == ["ckpt-00000003", "ckpt-00000006", "ckpt-00000007"]
+
+
+def test_a_run_folder_loads_its_newest_readable_checkpoint(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for number in (1, 2, 3):
+        checkpoint.save(folder, number, state(number), "", keep=3)
+    for number in (2, 3):
+        (folder / f"ckpt-0000000{number}" / "state.pt").write_bytes(b"not a checkpoint")
+    loaded, saved, skipped = checkpoint.load_readable(tmp_path)
+    assert loaded.name == "ckpt-00000001" and saved["version"] == 1
+    assert [path.name for path, _ in skipped] == ["ckpt-00000003", "ckpt-00000002"]
+    # One checkpoint named on its own is that one or an error, never another.
+    with pytest.raises(CheckpointError, match="unreadable"):
+        checkpoint.load_readable(folder / "ckpt-00000003")
+    (folder / "ckpt-00000001" / "state.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="No checkpoint in .* is readable"):
+        checkpoint.load_readable(tmp_path)
+    aside = checkpoint.set_aside(folder / "ckpt-00000003")
+    assert aside.name == "unreadable-ckpt-00000003" and (aside / "state.pt").read_bytes() == b"not a checkpoint"
+    assert [p.name for p in checkpoint.list_checkpoints(folder)] == ["ckpt-00000001", "ckpt-00000002"]

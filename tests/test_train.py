@@ -158,17 +158,24 @@ def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
     assert lines["episodes"] == "3"
     assert 1 <= float(lines["return mean"]) <= 500 and float(lines["return std"]) >= 0
 
-    # A damaged newest checkpoint: a clear error, exit 2, and nothing on disk is touched.
-    newest = sorted((out / "checkpoints").glob("ckpt-*"))[-1] / "state.pt"
-    newest.write_bytes(newest.read_bytes()[:100])
+    # A damaged newest checkpoint: eval of it is a clear error, exit 2, and nothing on disk is
+    # touched; --resume of the run folder goes back to the newest one that loads, says so,
+    # and keeps the damaged one aside.
+    *_, previous, newest = sorted((out / "checkpoints").glob("ckpt-*"))
+    damaged = (newest / "state.pt").read_bytes()[:100]
+    (newest / "state.pt").write_bytes(damaged)
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert_clean_error(run_distrl("eval", str(out)))
-    result = run_distrl("train", "--resume", str(out), "--stop-env-steps", "20000")
-    assert_clean_error(result)
-    assert "unreadable" in result.stderr
+    assert_clean_error(run_distrl("eval", str(newest)))
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == kept
+    steps_before = read_progress(out)[-1]["env_steps"]
+    result = run_distrl("train", "--resume", str(out), "--stop-env-steps", "16000")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{newest.name}' is unreadable" in result.stdout and f"resuming from '{previous}'" in result.stdout
+    assert (out / "checkpoints" / f"unreadable-{newest.name}" / "state.pt").read_bytes() == damaged
+    assert read_progress(out)[-1]["env_steps"] >= 16000 > steps_before
 
     # Resuming an older checkpoint into the same folder would write over newer ones.
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
     oldest = sorted((out / "checkpoints").glob("ckpt-*"))[0]
     result = run_distrl("train", "--resume", str(oldest), "--stop-env-steps", "20000")
     assert_clean_error(result)
