@@ -122,6 +122,9 @@ class RuntimeConfig:
         None, "null: start an embedded local Ray; auto or HOST:PORT: join a running cluster"
     )
     max_worker_restarts: int = option(100, "dead workers are replaced; the run gives up after this many replacements")
+    max_nonfinite_updates: int = option(
+        10, "learner updates in a row whose gradient steps were skipped for a NaN or Inf loss before the run stops"
+    )
 
 
 @dataclass

@@ -22,6 +22,7 @@ CONTRACT_FIELDS = (
     "num_workers",
     "num_nodes",
     "worker_restarts",
+    "skipped_gradient_steps",
 )
 
 # TensorBoard tags, grouped as CleanRL groups them so every algorithm's page looks alike.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -78,6 +79,8 @@ class A3C(OptimizedAlgorithm):
 
     def apply_gradients(self, gradients: Gradients, progress: Progress) -> Update:
         lr = self.scheduled_lr(progress.env_steps)
+        if not self.finite_step(all(gradient is None or np.isfinite(gradient).all() for gradient in gradients)):
+            return Update({"learning_rate": lr})  # a worker's NaN or Inf gradient is skipped
         for parameter, gradient in zip(self.model.parameters(), gradients):
             # torch.tensor copies: arrays from the object store are read-only.
             parameter.grad = None if gradient is None else torch.tensor(gradient, device=parameter.device)

@@ -117,6 +117,9 @@ class OptimizedAlgorithm:
             config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
         )
         self.horizon = budget_env_steps or getattr(config, "anneal_env_steps", None)
+        # Gradient steps skipped for a NaN or Inf loss or gradient: in all, and in a row now.
+        self.nonfinite_steps = 0
+        self.nonfinite_in_a_row = 0
 
     def remaining(self, env_steps: int) -> float:
         return remaining_fraction(getattr(self.config, "lr_schedule", "constant"), env_steps, self.horizon)
@@ -134,13 +137,29 @@ class OptimizedAlgorithm:
 
     def gradient_step(self, loss: torch.Tensor, sync: bool = True) -> float | torch.Tensor:
         """One optimizer step on ``loss``, gradients clipped to ``config.max_grad_norm``;
-        returns the norm before clipping (``sync=False``: as a tensor, so that a GPU need not
-        wait for it)."""
+        returns the norm before clipping (``sync=False``: as a tensor).
+
+        A NaN or Inf loss gives a non-finite gradient norm: the step is skipped (weights and
+        optimizer state stay as they were) and counted, since one such step would turn every
+        weight into NaN for good. The check reads the norm on the host, one sync per step on
+        a GPU, as AMP's GradScaler does for the same reason."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm, foreach=True)
+        if not self.finite_step(bool(torch.isfinite(grad_norm))):
+            self.optimizer.zero_grad(set_to_none=True)
+            return float(grad_norm) if sync else grad_norm.detach()
         self.optimizer.step()
         return float(grad_norm) if sync else grad_norm.detach()
+
+    def finite_step(self, finite: bool) -> bool:
+        """Count a gradient step that is skipped for being non-finite; returns ``finite``."""
+        if finite:
+            self.nonfinite_in_a_row = 0
+        else:
+            self.nonfinite_steps += 1
+            self.nonfinite_in_a_row += 1
+        return finite
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}

@@ -13,10 +13,15 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from distrl.errors import DistrlError
 from distrl.metrics import MetricsWriter
 from distrl.runtime.learner import UpdateReport
 
 RETURN_WINDOW = 100  # episode_return_mean is over the last 100 episodes
+
+
+class NonFiniteLoss(DistrlError):
+    """The learner kept getting NaN or Inf losses; the run stops with its weights intact."""
 
 
 @dataclass
@@ -29,6 +34,7 @@ class Counters:
     learner_updates: int = 0
     time_s: float = 0.0
     worker_restarts: int = 0
+    skipped_gradient_steps: int = 0  # for a NaN or Inf loss or gradient
 
 
 class Bookkeeping:
@@ -43,6 +49,9 @@ class Bookkeeping:
         self._learner_stats: dict[str, list[float]] = {}
         self._lags: list[float] = []
         self.checkpoint: Callable[[], Path] = lambda: Path()  # set by the trainer once the learner exists
+        self.max_nonfinite = config.runtime.max_nonfinite_updates
+        self.nonfinite_in_a_row = 0
+        self.last_nonfinite_step = 0
 
     def start_clock(self) -> None:
         self._time_base = self.counters.time_s
@@ -64,6 +73,10 @@ class Bookkeeping:
             self.metrics.message(
                 f"{report.lost_fragments} fragment(s) were lost with their node; the update used the others"
             )
+        self.counters.skipped_gradient_steps += report.skipped_steps
+        self.nonfinite_in_a_row = report.nonfinite_in_a_row
+        if report.skipped_steps:
+            self.last_nonfinite_step = self.counters.env_steps
         if not report.updates:
             return  # nothing learned (every fragment lost, or nothing to sample yet): nothing to record
         self.counters.learner_updates += report.updates
@@ -107,9 +120,20 @@ class Bookkeeping:
         return self._report_due(now) or self._checkpoint_due(now) or self.stop_reason() is not None
 
     def tick(self, num_workers: int, num_nodes: int) -> Optional[str]:
-        """After an update: report and checkpoint when due; returns the stop rule that holds."""
+        """After an update: report and checkpoint when due; returns the stop rule that holds.
+        Raises NonFiniteLoss, after a last report and checkpoint, once the learner has skipped
+        ``runtime.max_nonfinite_updates`` updates in a row for NaN or Inf losses."""
         now = time.monotonic()
         self.counters.time_s = self.elapsed()
+        if self.nonfinite_in_a_row >= self.max_nonfinite:
+            self.report(now, num_workers, num_nodes)
+            path = self.checkpoint()
+            raise NonFiniteLoss(
+                f"The learner's last {self.nonfinite_in_a_row} updates had a NaN or Inf loss or gradient (the last "
+                f"at env step {self.last_nonfinite_step:,}), and each was skipped, so the weights are those from "
+                f"before them; they are in checkpoint {str(path)!r}. Look for NaN or Inf in the env's rewards or "
+                f"observations, or lower the learning rate; --resume continues from that checkpoint."
+            )
         reason = self.stop_reason()
         if reason or self._report_due(now):
             self.report(now, num_workers, num_nodes)
@@ -133,6 +157,7 @@ class Bookkeeping:
             "num_workers": num_workers,
             "num_nodes": num_nodes,
             "worker_restarts": self.counters.worker_restarts,
+            "skipped_gradient_steps": self.counters.skipped_gradient_steps,
             "learner": {key: float(np.mean(values)) for key, values in self._learner_stats.items()},
         }
         self.metrics.write(record)

@@ -32,6 +32,8 @@ class UpdateReport:
     policy_lag: float = 0.0
     lost_fragments: int = 0
     version: int = 0
+    skipped_steps: int = 0  # gradient steps skipped for a NaN or Inf loss or gradient
+    nonfinite_in_a_row: int = 0  # updates in a row that ended on such a step
 
 
 class LearnerSide(Protocol):
@@ -74,6 +76,7 @@ class Learner:
         self.algorithm = spec.algorithm_class(config.algo_config, self.model, config.stop.env_steps)
         self.version = 0
         self.updates = 0  # what the flow counts as updates (versions, or gradient steps)
+        self.nonfinite_in_a_row = 0
         self.publish(wait=True)
         if self.device.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)})"
@@ -116,7 +119,12 @@ class Learner:
     def update(self, inputs: Any, progress: Progress) -> UpdateReport:
         """One update by this run's flow; a new version is published when the weights changed."""
         self.model.train()
+        skipped_before = getattr(self.algorithm, "nonfinite_steps", 0)
         report = self.side.update(self, inputs, progress)
+        report.skipped_steps = getattr(self.algorithm, "nonfinite_steps", 0) - skipped_before
+        ended_nonfinite = report.skipped_steps > 0 and getattr(self.algorithm, "nonfinite_in_a_row", 0) > 0
+        self.nonfinite_in_a_row = self.nonfinite_in_a_row + 1 if ended_nonfinite else 0
+        report.nonfinite_in_a_row = self.nonfinite_in_a_row
         if report.updates:
             self.version += 1
             self.updates += report.updates
