@@ -23,6 +23,7 @@ CONTRACT_FIELDS = (
     "num_nodes",
     "worker_restarts",
     "skipped_gradient_steps",
+    "env_restarts",
 )
 
 # TensorBoard tags, grouped as CleanRL groups them so every algorithm's page looks alike.

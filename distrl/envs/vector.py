@@ -37,21 +37,55 @@ class VectorStep:
     final_obs: dict[int, np.ndarray] = field(default_factory=dict)  # copy -> last obs before a time limit
     episode_returns: list[float] = field(default_factory=list)  # games that ended in this step
     episode_lengths: list[int] = field(default_factory=list)
+    env_restarts: int = 0  # copies that failed in this step and were built again
 
 
 class EnvLoop:
-    """``make_env`` copies stepped one after the other."""
+    """``make_env`` copies stepped one after the other.
+
+    A copy whose ``step`` or ``reset`` raises (a bug in a user's env, an emulator process
+    that crashed) is closed and built again with a new seed, and the worker carries on: its
+    episode is cut where it failed, as a time limit would cut it (``truncated``, bootstrapped
+    from the last observation it gave), is not reported as a finished game, and
+    ``env_restarts`` counts it. A copy that fails ``MAX_FAILURES_IN_A_ROW`` times without one
+    good step in between raises: that is no accident but an env that cannot run, and the
+    worker's own failure handling takes over."""
+
+    MAX_FAILURES_IN_A_ROW = 3
 
     def __init__(self, env_id: str, num_envs: int, seed: int, options: dict[str, Any]):
+        self.env_id, self.seed, self.options = env_id, seed, options
         self.envs = [make_env(env_id, seed=seed + k, **options) for k in range(num_envs)]
         self.num_envs = num_envs
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
         self._obs: Optional[np.ndarray] = None
+        self.restarts = 0
+        self._failures = np.zeros(num_envs, dtype=np.int64)
 
     def reset(self) -> np.ndarray:
-        self._obs = np.stack([env.reset()[0] for env in self.envs]).astype(self.observation_space.dtype)
+        self._obs = np.stack([self._reset(k) for k in range(self.num_envs)]).astype(self.observation_space.dtype)
         return self._obs.copy()
+
+    def _reset(self, k: int) -> np.ndarray:
+        try:
+            return self.envs[k].reset()[0]
+        except Exception as error:
+            return self._rebuild(k, error)
+
+    def _rebuild(self, k: int, error: Exception) -> np.ndarray:
+        """Close copy ``k`` after ``error`` and build it again; returns its first observation."""
+        self._failures[k] += 1
+        if self._failures[k] >= self.MAX_FAILURES_IN_A_ROW:
+            raise error
+        try:
+            self.envs[k].close()
+        except Exception:
+            pass  # a crashed emulator has nothing left to close
+        self.restarts += 1
+        # A new seed: the same one would replay the episode that failed.
+        self.envs[k] = make_env(self.env_id, seed=self.seed + k + 1_000_003 * self.restarts, **self.options)
+        return self._reset(k)
 
     def step(self, actions: np.ndarray) -> VectorStep:
         assert self._obs is not None, "reset() first"
@@ -62,10 +96,18 @@ class EnvLoop:
             terminated=np.zeros(K, dtype=bool),
             truncated=np.zeros(K, dtype=bool),
         )
+        restarts_before = self.restarts
         for k, env in enumerate(self.envs):
             # One Discrete action as a Python int; a vector action (Box, MultiDiscrete, MultiBinary) as its row.
             action = actions[k].item() if actions.ndim == 1 else actions[k]
-            obs, reward, terminated, truncated, info = env.step(action)
+            try:
+                obs, reward, terminated, truncated, info = env.step(action)
+            except Exception as error:
+                out.truncated[k] = True
+                out.final_obs[k] = self._obs[k].copy()
+                self._obs[k] = self._rebuild(k, error)
+                continue
+            self._failures[k] = 0
             out.rewards[k] = reward
             out.terminated[k] = terminated
             out.truncated[k] = truncated
@@ -75,8 +117,9 @@ class EnvLoop:
                     out.episode_lengths.append(info["episode_length"])
                 if truncated and not terminated:
                     out.final_obs[k] = obs
-                obs, _ = env.reset()
+                obs = self._reset(k)
             self._obs[k] = obs
+        out.env_restarts = self.restarts - restarts_before
         out.obs = self._obs.copy()
         return out
 

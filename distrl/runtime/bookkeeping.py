@@ -35,6 +35,7 @@ class Counters:
     time_s: float = 0.0
     worker_restarts: int = 0
     skipped_gradient_steps: int = 0  # for a NaN or Inf loss or gradient
+    env_restarts: int = 0  # env copies built again after an exception or a crashed emulator
 
 
 class Bookkeeping:
@@ -67,6 +68,7 @@ class Bookkeeping:
         self.counters.episodes += len(summary["episode_returns"])
         self.recent_returns.extend(summary["episode_returns"])
         self.recent_lengths.extend(summary["episode_lengths"])
+        self.counters.env_restarts += summary.get("env_restarts", 0)
 
     def record_update(self, report: UpdateReport) -> None:
         if report.lost_fragments:
@@ -158,6 +160,7 @@ class Bookkeeping:
             "num_nodes": num_nodes,
             "worker_restarts": self.counters.worker_restarts,
             "skipped_gradient_steps": self.counters.skipped_gradient_steps,
+            "env_restarts": self.counters.env_restarts,
             "learner": {key: float(np.mean(values)) for key, values in self._learner_stats.items()},
         }
         self.metrics.write(record)

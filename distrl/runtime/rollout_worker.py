@@ -138,6 +138,7 @@ class RolloutWorker:
         }
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
+        env_restarts = 0
         truncated_obs, truncated_at, truncated_state = [], [], []
         recurrent = self.recurrent_state is not None
         if recurrent:
@@ -165,6 +166,7 @@ class RolloutWorker:
                 fragment["truncated"][t] = step.truncated
                 episode_returns += step.episode_returns
                 episode_lengths += step.episode_lengths
+                env_restarts += step.env_restarts
                 for k, final_obs in step.final_obs.items():
                     truncated_obs.append(final_obs)
                     truncated_at.append((t, k))
@@ -201,6 +203,7 @@ class RolloutWorker:
             "env_frames": T * K * self.frames_per_step,
             "episode_returns": episode_returns,
             "episode_lengths": episode_lengths,
+            "env_restarts": env_restarts,
         }
         return fragment, summary
 
