@@ -13,6 +13,7 @@ existing checkpoint is never overwritten or deleted before a newer one is comple
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -22,9 +23,15 @@ from typing import Any, Optional
 
 import torch
 
-from distrl.errors import CheckpointError
+from distrl.errors import CheckpointError, DistrlError
 
 FORMAT_VERSION = 1
+
+
+class CheckpointWriteError(DistrlError):
+    """A checkpoint could not be written (a full disk); the earlier ones are untouched."""
+
+
 PREFIX = "ckpt-"
 
 
@@ -52,12 +59,25 @@ def save(checkpoint_dir: Path, number: int, state: dict[str, Any], config_yaml: 
     temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=checkpoint_dir))
     temporary.chmod(0o755)  # mkdtemp makes it private; a checkpoint is as readable as its run
     try:
-        torch.save({"format": FORMAT_VERSION, **state, "config_yaml": config_yaml}, temporary / "state.pt")
+        # Serialized in memory first: torch's own file writer turns a full disk into an
+        # opaque "iostream error", where Python's gives OSError with its errno.
+        buffer = io.BytesIO()
+        torch.save({"format": FORMAT_VERSION, **state, "config_yaml": config_yaml}, buffer)
+        with open(temporary / "state.pt", "wb") as handle:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
         (temporary / "config.yaml").write_text(config_yaml)
         (temporary / "meta.json").write_text(json.dumps(state.get("counters", {}), indent=2) + "\n")
-        with open(temporary / "state.pt", "rb") as handle:
-            os.fsync(handle.fileno())
         os.rename(temporary, final)
+    except OSError as error:  # a full disk, a quota, a folder gone read-only
+        shutil.rmtree(temporary, ignore_errors=True)
+        previous = list_checkpoints(checkpoint_dir)
+        kept = f"the previous one, {str(previous[-1])!r}, is intact" if previous else "there is no earlier one"
+        raise CheckpointWriteError(
+            f"Could not write checkpoint {final.name} in {str(checkpoint_dir)!r}: {error.strerror or error}; "
+            f"{kept}. Free some space there (or train into another folder with --out) and --resume."
+        ) from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

@@ -1,6 +1,10 @@
 """Checkpoint files on a real disk: atomic names, the newest K kept, weights_only loading,
 and damaged files reported without touching anything."""
 
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -86,3 +90,46 @@ def test_a_run_folder_loads_its_newest_readable_checkpoint(tmp_path):
     aside = checkpoint.set_aside(folder / "ckpt-00000003")
     assert aside.name == "unreadable-ckpt-00000003" and (aside / "state.pt").read_bytes() == b"not a checkpoint"
     assert [p.name for p in checkpoint.list_checkpoints(folder)] == ["ckpt-00000001", "ckpt-00000002"]
+
+
+FULL_DISK = """
+import sys
+from pathlib import Path
+
+import torch
+
+from distrl import checkpoint
+
+folder = Path(sys.argv[1]) / "checkpoints"
+checkpoint.save(folder, 1, {"model": {"w": torch.ones(1000)}, "counters": {}}, "", keep=3)
+try:
+    checkpoint.save(folder, 2, {"model": {"w": torch.ones(1_000_000)}, "counters": {}}, "", keep=3)
+except checkpoint.CheckpointWriteError as error:
+    print("refused:", error)
+print("left:", sorted(path.name for path in folder.iterdir()))
+print("loads:", float(checkpoint.load(folder / "ckpt-00000001")[1]["model"]["w"].sum()))
+"""
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path):
+    """A real 300 KB filesystem (tmpfs, mounted in a user namespace of the test's own, so no
+    privileges are needed) that a 4 MB checkpoint does not fit."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux's unshare to mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = tmp_path / "write.py"
+    script.write_text(FULL_DISK)
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=300k tmpfs "$1" && exec "$2" "$3" "$1"', "sh",
+         str(disk), sys.executable, str(script)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    refused_here = result.stderr.startswith(("unshare:", "mount:"))  # the sandbox, before Python ran
+    if result.returncode != 0 and refused_here:
+        pytest.skip(f"this machine does not let a user namespace mount a tmpfs: {result.stderr.strip()[:200]}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "refused: Could not write checkpoint ckpt-00000002" in result.stdout
+    assert "No space left on device" in result.stdout and "ckpt-00000001', is intact" in result.stdout
+    assert "left: ['ckpt-00000001']" in result.stdout  # no half-written folder
+    assert "loads: 1000.0" in result.stdout

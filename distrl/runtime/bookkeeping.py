@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from distrl.checkpoint import CheckpointWriteError
 from distrl.errors import DistrlError
 from distrl.metrics import MetricsWriter
 from distrl.runtime.learner import UpdateReport
@@ -140,7 +141,14 @@ class Bookkeeping:
         if reason or self._report_due(now):
             self.report(now, num_workers, num_nodes)
         if reason or self._checkpoint_due(now):
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except CheckpointWriteError as error:
+                if reason:
+                    raise  # the last checkpoint of the run: the run ends with the message
+                self.metrics.message(
+                    f"{error} Training goes on; the next checkpoint is due in {self.output.checkpoint_every_s:g} s."
+                )
             self._last_checkpoint = time.monotonic()
         return reason
 
