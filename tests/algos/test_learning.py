@@ -2,7 +2,12 @@
 
 Budgets are env steps, stated per algorithm: at least 1.5 times the most steps the tuned
 preset needed over three or more seeds on a 2-core machine (BENCHMARKS.md). The learning
-rate anneals over the budget. PPO's own test is in tests/test_train.py (150k steps)."""
+rate anneals over the budget. PPO's own test is in tests/test_train.py (150k steps).
+
+DQN's CartPole run is a benchmark, not a CI test: its learner trains 32 sampled transitions
+per env step, so reaching 475 took 146-571 s on this machine (BENCHMARKS.md, 8 runs), a
+tenth of CI's budget on its own. DQN's learning test in CI is LampAndSwitch
+(tests/envs/test_custom.py: Dict observations through replay, about 9.5k steps)."""
 
 import pytest
 
@@ -15,7 +20,6 @@ BUDGETS = {
     "a3c": 300_000,
     "impala": 400_000,
     "appo": 400_000,
-    "dqn": 200_000,  # 2.1 x 95k, its worst of 8 runs (BENCHMARKS.md): room to dip and climb again
     "pg": 500_000,  # 1.6 x 305k, its worst of 3 runs (BENCHMARKS.md)
 }
 

@@ -21,11 +21,11 @@ def user_package(tmp_path) -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
 
 
-def train(out: Path, env: dict, *settings: str, target: float) -> dict:
+def train(out: Path, env: dict, *settings: str, target: float, algo: str = "ppo") -> dict:
     result = run_distrl(
         "train",
         "--algo",
-        "ppo",
+        algo,
         "--num-workers",
         "2",
         "--stop-reward",
@@ -96,8 +96,10 @@ def test_an_entry_point_may_not_take_over_a_known_id(user_package, tmp_path):
     assert "CartPole-v1" in result.stderr and "already registered" in result.stderr
 
 
-def test_dict_observations_train_with_one_encoder_per_part(user_package, tmp_path):
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_dict_observations_train_with_one_encoder_per_part(user_package, tmp_path, algo):
     # LampAndSwitch pays only a policy that reads both parts together (random play: 5 of 10).
-    # A Tuple travels the same way, packed (tests/envs/test_packed.py).
-    last = train(tmp_path / "run", user_package, "env.id=usergames.envs:LampAndSwitch-v0", target=9.0)
+    # A Tuple travels the same way, packed (tests/envs/test_packed.py). DQN's replay stores the
+    # packed rows: it passed 9 at 9.0k-9.5k env steps on seeds 1-3, within the 40k budget.
+    last = train(tmp_path / "run", user_package, "env.id=usergames.envs:LampAndSwitch-v0", target=9.0, algo=algo)
     assert last["episode_return_mean"] >= 9.0, last
