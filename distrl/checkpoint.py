@@ -52,13 +52,14 @@ def list_checkpoints(checkpoint_dir: Path) -> list[Path]:
 
 def save(checkpoint_dir: Path, number: int, state: dict[str, Any], config_yaml: str, keep: int) -> Path:
     """Write checkpoint ``number`` (the learner update count) and keep the newest ``keep``."""
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir / f"{PREFIX}{number:08d}"
     if final.exists():  # the same update was already saved
         return final
-    temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=checkpoint_dir))
-    temporary.chmod(0o755)  # mkdtemp makes it private; a checkpoint is as readable as its run
+    temporary = checkpoint_dir / ".tmp-unmade"  # replaced by mkdtemp's name; a full disk may stop it
     try:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=checkpoint_dir))
+        temporary.chmod(0o755)  # mkdtemp makes it private; a checkpoint is as readable as its run
         # Serialized in memory first: torch's own file writer turns a full disk into an
         # opaque "iostream error", where Python's gives OSError with its errno.
         buffer = io.BytesIO()

@@ -501,6 +501,7 @@ def validate(config: Config) -> None:
     if runtime.max_workers is not None:
         _positive("runtime.max_workers", runtime.max_workers)
     _positive("runtime.elastic_check_s", runtime.elastic_check_s)
+    _positive("runtime.max_nonfinite_updates", runtime.max_nonfinite_updates)
     _positive("runtime.placement_patience_s", runtime.placement_patience_s)
     if runtime.num_workers == "auto" and runtime.num_cpus_per_worker <= 0:
         raise ConfigError(

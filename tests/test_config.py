@@ -33,6 +33,7 @@ def test_unknown_key_names_the_nearest_valid_one():
         ({"runtime": {"envs_per_worker": 2.5}}, r"'runtime.envs_per_worker' expects int"),
         ({"ppo": {"gamma": 1.5}}, r"'ppo.gamma' must be in \[0, 1\]"),
         ({"runtime": {"envs_per_worker": 0}}, r"'runtime.envs_per_worker' must be > 0"),
+        ({"runtime": {"max_nonfinite_updates": 0}}, r"'runtime.max_nonfinite_updates' must be > 0"),
         ({"model": {"activation": "tahn"}}, r"Did you mean 'tanh'"),
         ({"algo": "ppoo"}, r"Unknown algorithm 'ppoo'. Did you mean 'ppo'"),
     ],

@@ -36,6 +36,7 @@ class Part:
     start: int  # byte offset in the row
     nbytes: int
     one_hot: int = 0  # a Discrete leaf's n: packed as a one-hot float32 vector
+    one_hot_start: int = 0  # ... and its first value (gymnasium's Discrete(n, start=s))
     channel_last: bool = False  # an [H, W, C] image, transposed when packed
 
 
@@ -58,19 +59,21 @@ def _part(path: tuple[Any, ...], leaf: gym.Space, start: int, whole: gym.Space) 
     name = "/".join(str(key) for key in path)
     if isinstance(leaf, gym.spaces.Discrete):
         n = int(leaf.n)
-        return Part(name, path, (n,), np.dtype(np.float32), start, 4 * n, one_hot=n)
-    if isinstance(leaf, (gym.spaces.Box, gym.spaces.MultiBinary)):
+        return Part(name, path, (n,), np.dtype(np.float32), start, 4 * n, one_hot=n, one_hot_start=int(leaf.start))
+    if isinstance(leaf, (gym.spaces.Box, gym.spaces.MultiBinary, gym.spaces.MultiDiscrete)):
         shape = tuple(int(s) for s in leaf.shape)
         if leaf.dtype == np.uint8:
             channel_last = _is_channel_last(shape)
             if channel_last:
                 shape = (shape[2], shape[0], shape[1])
+            elif len(shape) == 2:
+                shape = (1, *shape)  # a gray [H, W] image: one channel, so the CNN can take it
             return Part(name, path, shape, np.dtype(np.uint8), start, int(np.prod(shape)), channel_last=channel_last)
         return Part(name, path, shape, np.dtype(np.float32), start, 4 * int(np.prod(shape)))
     raise ConfigError(
         f"Observation part {name!r} is a {type(leaf).__name__} space ({leaf}); distrl takes Dict and Tuple "
-        f"observations whose parts are Box (images as uint8, vectors), Discrete (one-hot) or MultiBinary. "
-        f"The whole observation space is {whole}."
+        f"observations whose parts are Box (images as uint8, vectors), Discrete (one-hot), MultiBinary or "
+        f"MultiDiscrete (as numbers). The whole observation space is {whole}."
     )
 
 
@@ -99,7 +102,7 @@ class PackedSpace(gym.spaces.Box):
                 value = value[key]
             if part.one_hot:
                 array = np.zeros(part.one_hot, np.float32)
-                array[int(value)] = 1.0
+                array[int(value) - part.one_hot_start] = 1.0
             else:
                 array = np.asarray(value, dtype=part.dtype)
                 if part.channel_last:

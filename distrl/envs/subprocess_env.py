@@ -11,7 +11,7 @@ script without an ``if __name__ == "__main__":`` guard would start its own train
 every emulator process, and a script read from stdin or a notebook would fail to start one.
 The two ends talk over a socket pair with multiprocessing's ``Connection`` (pickled
 messages); the child inherits the parent's ``sys.path`` and exits when the parent's end
-closes, so it cannot outlive the process that made it.
+closes (at its next message: a child stuck inside ``env.step`` is killed by ``close``).
 """
 
 from __future__ import annotations
@@ -118,8 +118,13 @@ class SubprocessEnv(gym.Env):
         try:
             status, payload = self._connection.recv()
         except (EOFError, ConnectionResetError):
+            try:
+                code = self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                code = None
             raise RuntimeError(
-                f"The process running {self._name} exited unexpectedly (exit code {self._process.poll()})."
+                f"The process running {self._name} exited unexpectedly (exit code {code}; its own messages are "
+                f"above in this process's output)."
             ) from None
         if status == "error":
             raise payload

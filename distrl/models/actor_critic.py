@@ -156,7 +156,8 @@ def build_trunk(model_config, obs_space: gym.Space, part: bool = False) -> Trunk
     if isinstance(obs_space, PackedSpace):
         return MultiInput(obs_space, lambda leaf: build_trunk(model_config, leaf, part=True), model_config.activation)
     shape = tuple(obs_space.shape or ())
-    is_image = len(shape) == 3
+    # A Dict's images are its uint8 parts (envs/packed.py); a float [C, H, W] part is numbers.
+    is_image = len(shape) == 3 and (not part or obs_space.dtype == np.uint8)
     big_enough = is_image and min(shape[1:]) >= NatureCNN.MIN_SIZE
     kind = model_config.kind
     if kind == "auto" or (part and kind == "cnn"):

@@ -14,10 +14,12 @@ from distrl.models.layers import ACTIVATIONS, orthogonal_init
 
 def unpack(rows: torch.Tensor, part: Part) -> torch.Tensor:
     """``part`` of a batch of packed rows ``[N, bytes]``, shaped ``[N, *part.shape]``: pixels
-    stay uint8, float32 parts are their bytes viewed as floats (no copy beyond the slice)."""
+    stay uint8, float32 parts are their bytes viewed as floats. The float bytes are copied
+    first: a part may start at any byte, and a view as float32 needs a 4-byte aligned start,
+    which a one-row slice (evaluation, one env copy) would not be copied into otherwise."""
     chunk = rows[:, part.start : part.start + part.nbytes]
     if part.dtype == np.float32:
-        chunk = chunk.contiguous().view(torch.float32)
+        chunk = chunk.clone().view(torch.float32)
     return chunk.reshape(rows.shape[0], *part.shape)
 
 

@@ -133,9 +133,10 @@ class Bookkeeping:
             path = self.checkpoint()
             raise NonFiniteLoss(
                 f"The learner's last {self.nonfinite_in_a_row} updates had a NaN or Inf loss or gradient (the last "
-                f"at env step {self.last_nonfinite_step:,}), and each was skipped, so the weights are those from "
-                f"before them; they are in checkpoint {str(path)!r}. Look for NaN or Inf in the env's rewards or "
-                f"observations, or lower the learning rate; --resume continues from that checkpoint."
+                f"at env step {self.last_nonfinite_step:,}), and each such step was skipped, so the weights are "
+                f"those after the last finite step; they are in checkpoint {str(path)!r}. Look for NaN or Inf in "
+                f"the env's rewards or observations, or lower the learning rate; --resume continues from that "
+                f"checkpoint."
             )
         reason = self.stop_reason()
         if reason or self._report_due(now):

@@ -256,5 +256,7 @@ class ReplayBuffer:
         newest = self.count[rows] - 1
         still_there = newest - (newest - slots) % self.slots == absolute
         low = np.array([self._valid_range(c)[0] for c in self.count[rows]])
-        keep = still_there & (absolute >= low) & (self.tree.get(leaves) > 0)
-        self.tree.update(leaves[keep], np.asarray(priorities, np.float64)[keep] ** self.alpha)
+        priorities = np.asarray(priorities, np.float64)
+        # A NaN priority would make the sum tree's total NaN and every later sample garbage.
+        keep = still_there & (absolute >= low) & (self.tree.get(leaves) > 0) & np.isfinite(priorities)
+        self.tree.update(leaves[keep], priorities[keep] ** self.alpha)

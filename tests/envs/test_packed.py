@@ -100,3 +100,26 @@ def test_a_scenario_without_game_variables_refuses_the_option():
     pytest.importorskip("vizdoom")
     with pytest.raises(ConfigError, match="reports no game variables"):
         make_env("VizdoomMyWayHome-v1", game_variables=True)
+
+
+def test_one_unaligned_row_unpacks_and_acts():
+    """A float part after an odd number of pixel bytes, one row at a time (evaluation, one env
+    copy, one time-limit bootstrap); a Discrete that starts at -1; a gray [H, W] image."""
+    space = PackedSpace(
+        gym.spaces.Dict(
+            {
+                "a_grid": gym.spaces.Box(0, 255, (5, 5), np.uint8),
+                "b_pos": gym.spaces.Box(-9.0, 9.0, (2,), np.float32),
+                "c_turn": gym.spaces.Discrete(3, start=-1),
+            }
+        )
+    )
+    assert [part.start for part in space.parts] == [0, 25, 33]  # b_pos starts at an odd byte
+    row = space.pack({"a_grid": np.full((5, 5), 7, np.uint8), "b_pos": np.array([1.5, -2.0]), "c_turn": -1})
+    one = torch.from_numpy(row[None])
+    parts = {part.name: unpack(one, part)[0].numpy() for part in space.parts}
+    assert parts["a_grid"].shape == (1, 5, 5) and (parts["a_grid"] == 7).all()
+    assert np.array_equal(parts["b_pos"], [1.5, -2.0]) and np.array_equal(parts["c_turn"], [1, 0, 0])
+    config = resolve({"algo": "ppo", "env": {"id": "CartPole-v1"}})
+    model = build_model(config.model, space, gym.spaces.Discrete(2))
+    assert model.act(one)["actions"].shape == (1,)

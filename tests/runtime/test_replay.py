@@ -140,3 +140,28 @@ def test_importance_weights_over_several_shards():
     weights = global_weights(parts, beta=0.5)
     raw = (4 * np.array([1.0, 2.0, 4.0]) / 10.0) ** -0.5
     np.testing.assert_allclose(weights, raw / raw.max(), rtol=1e-6)
+
+
+def test_nan_priorities_leave_the_tree_as_it_was():
+    """A skipped (non-finite) DQN step reports NaN TD errors; they must not reach the sum tree.
+    The buffer's class itself, in this process (the actor runs the same code)."""
+    T = 8
+    buffer = ReplayBuffer.__ray_actor_class__(64, 1, 1, 1, True, 0.6, 0)
+    steps = {
+        "obs": np.arange(T, dtype=np.float32).reshape(T, 1, 1),
+        "episode_start": np.zeros((T, 1), bool),
+        "actions": np.zeros((T, 1), np.int64),
+        "rewards": np.ones((T, 1), np.float32),
+        "terminated": np.zeros((T, 1), bool),
+        "truncated": np.zeros((T, 1), bool),
+        "timeout_value": np.zeros((T, 1), np.float32),
+        "priorities": np.ones((T, 1), np.float32),
+        "policy_version": np.int64(0),
+    }
+    buffer.add([0], steps)
+    sample = buffer.sample(4, 1.0)
+    total = buffer.tree.total
+    buffer.update_priorities(sample["leaves"], sample["absolute"], np.full(4, np.nan))
+    assert buffer.tree.total == total and np.isfinite(buffer.tree.total)
+    buffer.update_priorities(sample["leaves"], sample["absolute"], np.full(4, 2.0))
+    assert buffer.tree.total != total  # finite priorities still land
