@@ -55,7 +55,7 @@ def save(checkpoint_dir: Path, number: int, state: dict[str, Any], config_yaml: 
     final = checkpoint_dir / f"{PREFIX}{number:08d}"
     if final.exists():  # the same update was already saved
         return final
-    temporary = checkpoint_dir / ".tmp-unmade"  # replaced by mkdtemp's name; a full disk may stop it
+    temporary: Optional[Path] = None  # a full disk may stop mkdtemp itself
     try:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=checkpoint_dir))
@@ -72,7 +72,7 @@ def save(checkpoint_dir: Path, number: int, state: dict[str, Any], config_yaml: 
         (temporary / "meta.json").write_text(json.dumps(state.get("counters", {}), indent=2) + "\n")
         os.rename(temporary, final)
     except OSError as error:  # a full disk, a quota, a folder gone read-only
-        shutil.rmtree(temporary, ignore_errors=True)
+        _remove(temporary)
         previous = list_checkpoints(checkpoint_dir)
         kept = f"the previous one, {str(previous[-1])!r}, is intact" if previous else "there is no earlier one"
         raise CheckpointWriteError(
@@ -80,13 +80,19 @@ def save(checkpoint_dir: Path, number: int, state: dict[str, Any], config_yaml: 
             f"{kept}. Free some space there (or train into another folder with --out) and --resume."
         ) from None
     except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
+        _remove(temporary)
         raise
     # Keep the newest `keep`, counting the one just written; never touch a newer one.
     older = [p for p in list_checkpoints(checkpoint_dir) if _number(p) < number]
     for old in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _remove(temporary: Optional[Path]) -> None:
+    """Drop a checkpoint's unfinished temporary folder, if it was made."""
+    if temporary is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def find(path: str | Path) -> Path:

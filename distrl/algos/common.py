@@ -146,10 +146,8 @@ class OptimizedAlgorithm:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm, foreach=True)
-        if not self.finite_step(bool(torch.isfinite(grad_norm))):
-            self.optimizer.zero_grad(set_to_none=True)
-            return float(grad_norm) if sync else grad_norm.detach()
-        self.optimizer.step()
+        if self.finite_step(bool(torch.isfinite(grad_norm))):
+            self.optimizer.step()
         return float(grad_norm) if sync else grad_norm.detach()
 
     def finite_step(self, finite: bool) -> bool:
