@@ -122,6 +122,12 @@ class RuntimeConfig:
         None, "null: start an embedded local Ray; auto or HOST:PORT: join a running cluster"
     )
     max_worker_restarts: int = option(100, "dead workers are replaced; the run gives up after this many replacements")
+    max_learner_restarts: int = option(
+        10, "a dead learner, parameter server or replay shard is restarted; the run gives up after this many restarts"
+    )
+    learner_snapshot_every_s: float = option(
+        30.0, "seconds between copies of the learner's state kept in the driver's memory, to restore a dead learner"
+    )
     max_nonfinite_updates: int = option(
         10, "learner updates in a row whose gradient steps were skipped for a NaN or Inf loss before the run stops"
     )
@@ -502,6 +508,8 @@ def validate(config: Config) -> None:
         _positive("runtime.max_workers", runtime.max_workers)
     _positive("runtime.elastic_check_s", runtime.elastic_check_s)
     _positive("runtime.max_nonfinite_updates", runtime.max_nonfinite_updates)
+    _positive("runtime.learner_snapshot_every_s", runtime.learner_snapshot_every_s)
+    _positive("runtime.max_learner_restarts", runtime.max_learner_restarts, allow_zero=True)
     _positive("runtime.placement_patience_s", runtime.placement_patience_s)
     if runtime.num_workers == "auto" and runtime.num_cpus_per_worker <= 0:
         raise ConfigError(

@@ -24,6 +24,11 @@ CONTRACT_FIELDS = (
     "worker_restarts",
     "skipped_gradient_steps",
     "env_restarts",
+    "learner_restarts",
+    "parameter_server_restarts",
+    "replay_shard_restarts",
+    "consumed_env_steps",
+    "lost_env_steps",
 )
 
 # TensorBoard tags, grouped as CleanRL groups them so every algorithm's page looks alike.

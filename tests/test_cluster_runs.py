@@ -312,3 +312,76 @@ def test_auto_waits_for_a_node_when_the_head_holds_only_the_learner(tmp_path):
     assert "waiting for resources" in output
     records = read_progress(out)
     assert records[-1]["env_steps"] >= 20000 and records[-1]["num_nodes"] == 1 and records[-1]["num_workers"] >= 1
+
+
+def _alive_actors(address: str) -> list[dict]:
+    listed = subprocess.run(
+        ["ray", "list", "actors", "--address", address, "--filter", "state=ALIVE", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=client_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    if listed.stdout.startswith("No resource"):  # what the state CLI prints for an empty list
+        return []
+    return json.loads(listed.stdout)
+
+
+def test_a_killed_driver_leaves_no_actors_and_its_run_resumes(cluster, tmp_path):
+    """``kill -9`` of ``distrl train`` on a running cluster: its actors belong to its job and
+    end with it (no CPU stays taken), and ``--resume`` goes on from the last checkpoint with
+    the counters it saved."""
+    out = tmp_path / "run"
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distrl",
+            "train",
+            "--address",
+            cluster["address"],
+            "--num-workers",
+            "2",
+            "--stop-env-steps",
+            "10000000",
+            "--out",
+            str(out),
+            "--set",
+            "output.checkpoint_every_s=1",
+            "--set",
+            "output.report_every_s=0.5",
+        ],
+        env=client_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: len(list((out / "checkpoints").glob("ckpt-*"))) >= 2, 120, "two checkpoints")
+        assert len(_alive_actors(cluster["address"])) >= 4  # learner, parameter server, 2 workers
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    wait_for(lambda: not _alive_actors(cluster["address"]), 60, "the dead driver's actors to end")
+
+    saved = json.loads((max((out / "checkpoints").glob("ckpt-*")) / "meta.json").read_text())
+    rows_before = len(read_progress(out))
+    resumed = run_distrl(
+        "train",
+        "--resume",
+        str(out),
+        "--address",
+        cluster["address"],
+        "--stop-env-steps",
+        str(saved["env_steps"] + 4000),
+        env=client_env(),
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = read_progress(out)[rows_before:]
+    assert after and after[0]["env_steps"] > saved["env_steps"]
+    assert after[0]["learner_updates"] > saved["learner_updates"]
+    assert after[-1]["env_steps"] >= saved["env_steps"] + 4000

@@ -37,6 +37,13 @@ class Counters:
     worker_restarts: int = 0
     skipped_gradient_steps: int = 0  # for a NaN or Inf loss or gradient
     env_restarts: int = 0  # env copies built again after an exception or a crashed emulator
+    learner_restarts: int = 0  # learner processes restarted by Ray and restored from a snapshot
+    parameter_server_restarts: int = 0
+    replay_shard_restarts: int = 0  # each comes back empty: what it held is lost
+    # Steps of counted fragments the learner learned from (replay: transitions sampled), and
+    # those it never will: lost with their node, or in the update of a learner that died.
+    consumed_env_steps: int = 0
+    lost_env_steps: int = 0
 
 
 class Bookkeeping:
@@ -52,12 +59,17 @@ class Bookkeeping:
         self._lags: list[float] = []
         self.checkpoint: Callable[[], Path] = lambda: Path()  # set by the trainer once the learner exists
         self.max_nonfinite = config.runtime.max_nonfinite_updates
+        self.snapshot: Callable[[], None] = lambda: None  # set by the trainer: copy the learner's state
+        self.check_actors: Callable[[], None] = lambda: None  # set by the trainer: count restarted actors
+        self.snapshot_every_s = config.runtime.learner_snapshot_every_s
+        self.latest_version = 0  # the newest weights version an update reported
+        self.waiting_env_steps = 0  # steps of fragments received and not yet in an update (set by the flow)
         self.nonfinite_in_a_row = 0
         self.last_nonfinite_step = 0
 
     def start_clock(self) -> None:
         self._time_base = self.counters.time_s
-        self._started = self._last_report = self._last_checkpoint = time.monotonic()
+        self._started = self._last_report = self._last_checkpoint = self._last_snapshot = time.monotonic()
         self._last_report_steps = self.counters.env_steps
 
     # ------------------------------------------------------------------ counting
@@ -71,11 +83,17 @@ class Bookkeeping:
         self.recent_lengths.extend(summary["episode_lengths"])
         self.counters.env_restarts += summary.get("env_restarts", 0)
 
-    def record_update(self, report: UpdateReport) -> None:
+    def record_update(self, report: UpdateReport, sent_steps: Optional[int] = None) -> None:
+        """``sent_steps``: the env steps of the fragments the update was given (fragment
+        flows); those it did not learn from were lost with their node."""
         if report.lost_fragments:
             self.metrics.message(
                 f"{report.lost_fragments} fragment(s) were lost with their node; the update used the others"
             )
+        self.counters.consumed_env_steps += report.consumed_steps
+        if sent_steps is not None:
+            self.counters.lost_env_steps += sent_steps - report.consumed_steps
+        self.latest_version = max(self.latest_version, report.version)
         self.counters.skipped_gradient_steps += report.skipped_steps
         self.nonfinite_in_a_row = report.nonfinite_in_a_row
         if report.skipped_steps:
@@ -150,10 +168,14 @@ class Bookkeeping:
                 self.metrics.message(
                     f"{error} Training goes on; the next checkpoint is due in {self.output.checkpoint_every_s:g} s."
                 )
-            self._last_checkpoint = time.monotonic()
+            self._last_checkpoint = self._last_snapshot = time.monotonic()  # a checkpoint is a snapshot too
+        elif now - self._last_snapshot >= self.snapshot_every_s:
+            self.snapshot()
+            self._last_snapshot = time.monotonic()
         return reason
 
     def report(self, now: float, num_workers: int, num_nodes: int) -> None:
+        self.check_actors()
         elapsed = max(now - self._last_report, 1e-9)
         record = {
             "time_s": round(self.counters.time_s, 3),
@@ -170,6 +192,13 @@ class Bookkeeping:
             "worker_restarts": self.counters.worker_restarts,
             "skipped_gradient_steps": self.counters.skipped_gradient_steps,
             "env_restarts": self.counters.env_restarts,
+            "learner_restarts": self.counters.learner_restarts,
+            "parameter_server_restarts": self.counters.parameter_server_restarts,
+            "replay_shard_restarts": self.counters.replay_shard_restarts,
+            "consumed_env_steps": self.counters.consumed_env_steps,
+            "lost_env_steps": self.counters.lost_env_steps,
+            "learner_version": self.latest_version,
+            "waiting_env_steps": self.waiting_env_steps,
             "learner": {key: float(np.mean(values)) for key, values in self._learner_stats.items()},
         }
         self.metrics.write(record)

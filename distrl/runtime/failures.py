@@ -32,16 +32,23 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def learner_died(out_dir: Path) -> DistrlError:
+class LearnerRestarted(Exception):
+    """A call reached a learner that Ray restarted and the driver has not restored yet."""
+
+
+class LearnerDied(DistrlError):
+    """The learner's process died during a call (a restarted one has lost its state)."""
+
+
+def learner_died(out_dir: Path, why: str = "its process was killed or its node left the cluster") -> LearnerDied:
     latest = checkpoint.latest(out_dir)
     where = (
         f"the newest checkpoint is {latest}; continue with --resume {out_dir}"
         if latest
         else "no checkpoint was written yet"
     )
-    return DistrlError(
-        f"The learner process died (its process was killed or its node left the cluster); the run "
-        f"cannot go on without it. {where[0].upper() + where[1:]}."
+    return LearnerDied(
+        f"The learner process died ({why}); the run cannot go on without it. {where[0].upper() + where[1:]}."
     )
 
 
@@ -52,4 +59,6 @@ def get_from_learner(ref: Any, out_dir: Path, context: str = "The learner's upda
     except RayActorError:
         raise learner_died(out_dir) from None
     except RayTaskError as error:
+        if isinstance(error.cause, LearnerRestarted):  # sent while Ray restarted it: died all the same
+            raise learner_died(out_dir) from None
         raise task_failure(error, context) from None

@@ -14,6 +14,7 @@ import torch
 from distrl.algos import ALGORITHMS
 from distrl.algos.interface import Progress
 from distrl.models import build_model
+from distrl.runtime.failures import LearnerRestarted
 from distrl.runtime.weights import get_weights
 
 
@@ -57,18 +58,28 @@ class Learner:
     imports torch) while the rollout workers build their environments; ``setup`` builds the
     model once the first worker reports the spaces."""
 
-    def __init__(self, config: Any, parameter_server: Any, side: LearnerSide):
+    def __init__(self, config: Any):
+        # Actor handles reach the learner in ``setup``, not here: Ray restarts an actor from
+        # its constructor's arguments, and cannot promise to still hold handles among them.
         self.config = config
-        self.parameter_server = parameter_server
-        self.side = side
         self.published: Optional[tuple[int, Any]] = None
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.ready = False  # until setup: also after Ray restarted this actor's process
 
-    def setup(self, observation_space: Any, action_space: Any, busy_cpus: Optional[dict[str, float]] = None) -> str:
+    def setup(
+        self,
+        observation_space: Any,
+        action_space: Any,
+        parameter_server: Any,
+        side: LearnerSide,
+        busy_cpus: Optional[dict[str, float]] = None,
+    ) -> str:
         """Build the model and the algorithm, publish version 0; returns the device's name.
-        ``busy_cpus``: per node, the CPUs rollout workers keep busy while the learner updates
-        (what ``runtime.learner_threads: auto`` leaves them)."""
+        Called again after Ray restarted the process. ``side``: what each ``update`` does, from
+        the run's data flow. ``busy_cpus``: per node, the CPUs rollout workers keep busy while
+        the learner updates (what ``runtime.learner_threads: auto`` leaves them)."""
         config = self.config
+        self.parameter_server, self.side = parameter_server, side
         torch.manual_seed(config.seed)
         threads = self._threads(busy_cpus or {})
         spec = ALGORITHMS[config.algo]
@@ -78,6 +89,7 @@ class Learner:
         self.updates = 0  # what the flow counts as updates (versions, or gradient steps)
         self.nonfinite_in_a_row = 0
         self.publish(wait=True)
+        self.ready = True
         if self.device.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)})"
         return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
@@ -116,8 +128,14 @@ class Learner:
         them to the workers."""
         return self.published
 
+    def is_ready(self) -> bool:
+        """False after Ray restarted the process: the driver has a state to restore."""
+        return self.ready
+
     def update(self, inputs: Any, progress: Progress) -> UpdateReport:
         """One update by this run's flow; a new version is published when the weights changed."""
+        if not self.ready:
+            raise LearnerRestarted("the learner was restarted and is waiting for its state")
         self.model.train()
         skipped_before = getattr(self.algorithm, "nonfinite_steps", 0)
         report = self.side.update(self, inputs, progress)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Optional
 
 import ray
@@ -17,6 +19,12 @@ class ParameterServer:
     def __init__(self):
         self.version = -1
         self.weights_ref: Optional[ray.ObjectRef] = None
+        self.started = (os.getpid(), time.time())
+
+    def incarnation(self) -> tuple[int, float]:
+        """Changes when Ray restarts this actor (it comes back empty; the learner's next
+        publish fills it): how the driver counts restarts."""
+        return self.started
 
     def publish(self, weights_ref: list[ray.ObjectRef], version: int) -> None:
         # The ref arrives wrapped in a list so that Ray hands over the ref, not the weights.

@@ -17,6 +17,8 @@ following steps are stored and while its frame history is still in the ring.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, Optional, cast
 
 import numpy as np
@@ -115,6 +117,7 @@ class ReplayBuffer:
         self.arrays: dict[str, np.ndarray] = {}
         self.count = np.zeros(0, dtype=np.int64)
         self.tree = SumTree(1)
+        self.started = (os.getpid(), time.time())
 
     # ------------------------------------------------------------------ writing
 
@@ -238,6 +241,10 @@ class ReplayBuffer:
             "absolute": absolute,
         }
 
+    def incarnation(self) -> tuple[int, float]:
+        """Changes when Ray restarts this actor, empty: how the driver counts restarts."""
+        return self.started
+
     def describe(self) -> dict[str, Any]:
         """What is stored, for people and tests: array shapes and the number of transitions."""
         return {
@@ -252,6 +259,9 @@ class ReplayBuffer:
         """New |TD error| priorities for sampled transitions still in the buffer."""
         if not self.prioritized:
             return
+        # After a restart the shard is empty: priorities for what it held before are dropped.
+        known = leaves // self.slots < len(self.count)
+        leaves, absolute, priorities = leaves[known], absolute[known], np.asarray(priorities)[known]
         rows, slots = np.divmod(leaves, self.slots)
         newest = self.count[rows] - 1
         still_there = newest - (newest - slots) % self.slots == absolute

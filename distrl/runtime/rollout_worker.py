@@ -10,6 +10,7 @@ from typing import Any, Optional, Protocol
 import numpy as np
 import ray
 import torch
+from ray.exceptions import ObjectLostError
 
 from distrl.algos import ALGORITHMS
 from distrl.algos.interface import Behaviour
@@ -116,7 +117,13 @@ class RolloutWorker:
         if weights is None or weights[0] <= self.version:
             return False
         version, weights_ref = weights
-        set_weights(self.model, ray.get(weights_ref))
+        try:
+            values = ray.get(weights_ref)
+        except ObjectLostError:
+            # Their owner, the learner, died after publishing them: sample on with the weights
+            # this worker has; a later request brings the restored learner's.
+            return False
+        set_weights(self.model, values)
         self.version = version
         return True
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any, Optional
 
 import ray
-from ray.exceptions import RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from distrl import checkpoint
 from distrl.algos import ALGORITHMS
@@ -19,7 +20,7 @@ from distrl.config import Config
 from distrl.metrics import MetricsWriter
 from distrl.runtime import cluster
 from distrl.runtime.bookkeeping import Bookkeeping
-from distrl.runtime.failures import get_from_learner, task_failure
+from distrl.runtime.failures import LearnerDied, get_from_learner, learner_died, task_failure
 from distrl.runtime.flows import flow_for
 from distrl.runtime.learner import Learner
 from distrl.runtime.parameter_server import ParameterServer
@@ -47,7 +48,10 @@ class Trainer:
         head = cluster.on_head_node()
         gpus = self._learner_gpus()
         # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
-        self.parameter_server = ParameterServer.options(**head).remote()  # type: ignore[attr-defined]
+        # Ray restarts a dead parameter server, empty, and retries the calls made to it.
+        self.parameter_server = ParameterServer.options(  # type: ignore[attr-defined]
+            max_restarts=runtime.max_learner_restarts, max_task_retries=-1, **head
+        ).remote()
         self.flow = flow_for(config, ALGORITHMS[config.algo])
         self.pool = WorkerPool(
             config,
@@ -61,14 +65,20 @@ class Trainer:
         self.flow.create_actors(count)
         # A GPU learner goes wherever the GPU is; a CPU learner stays on the head node.
         # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
+        # Ray restarts a learner whose process dies (same handle, fresh process); the driver
+        # then gives it the newest state it holds (restore_learner).
         self.learner = Learner.options(  # type: ignore[attr-defined]
-            num_cpus=runtime.num_cpus_per_learner, num_gpus=gpus, **({} if gpus else head)
-        ).remote(config, self.parameter_server, self.flow.learner_side())
+            num_cpus=runtime.num_cpus_per_learner,
+            num_gpus=gpus,
+            max_restarts=runtime.max_learner_restarts,
+            **({} if gpus else head),
+        ).remote(config)
         self.pool.task = self.flow.worker_task(self.learner)
         spaces = self.pool.start(count)
         busy = self.pool.busy_cpus() if self.flow.workers_busy_during_updates() else {}
+        self.setup_args = (*spaces, self.parameter_server, self.flow.learner_side(), busy)
         device = get_from_learner(
-            self.learner.setup.remote(*spaces, busy), self.out_dir, "The learner could not build its model"
+            self.learner.setup.remote(*self.setup_args), self.out_dir, "The learner could not build its model"
         )
         if self.resume_state is not None:
             try:
@@ -77,6 +87,8 @@ class Trainer:
                 raise task_failure(
                     error, "The checkpoint does not fit this run's model (was model.* or env changed?)"
                 ) from None
+        self._snapshot()
+        self.incarnations = self._incarnations()
         self.pool.latest_weights = ray.get(self.learner.newest_weights.remote())
         self.metrics.message(
             f"distrl: {config.algo} on {config.env.id}: {self.pool.size} rollout workers x "
@@ -85,8 +97,99 @@ class Trainer:
         )
         return self.pool
 
+    def _snapshot(self) -> None:
+        """Keep a copy of the learner's state in this process: what a restarted learner gets.
+        The learner's own object store would not do: its objects die with it."""
+        try:
+            self._keep_snapshot(get_from_learner(self.learner.get_state.remote(), self.out_dir))
+        except LearnerDied:
+            self.restore_learner()  # from the previous snapshot; the next one is due later
+
+    def _keep_snapshot(self, state: dict[str, Any]) -> None:
+        self.snapshot, self.snapshot_time = state, time.monotonic()
+
+    def _call_learner(self, method: Any, *args: Any, patience: float = 60.0) -> Any:
+        """A call on a learner that Ray may still be restarting: while its death is being
+        noticed a call can fail at once, so try again for up to ``patience`` seconds (also the
+        longest wait for an answer: a learner that cannot be placed again never answers)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return ray.get(method.remote(*args), timeout=max(deadline - time.monotonic(), 1.0))
+            except RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def restore_learner(self) -> None:
+        """After the learner's process died: wait for Ray's restart, build the model again and
+        load the newest snapshot. The version goes on past the newest one anyone may hold (the
+        reports, the parameter server), so versions only increase; ``updates`` stays the
+        driver's count, as updates applied and then lost did happen. A report from a learner
+        already restored (A3C: several workers see one death) changes nothing."""
+        counters, limit = self.book.counters, self.config.runtime.max_learner_restarts
+        gave_up = learner_died(
+            self.out_dir, f"after {counters.learner_restarts} restart(s); runtime.max_learner_restarts is {limit}"
+        )
+        try:
+            # Past the limit Ray does not restart it either: only a learner already restored
+            # (a second report of one death) answers.
+            if self._call_learner(self.learner.is_ready, patience=60.0 if counters.learner_restarts < limit else 0.0):
+                return
+            if counters.learner_restarts >= limit:
+                raise gave_up
+            self._call_learner(self.learner.setup, *self.setup_args)
+            state = dict(self.snapshot)
+            published = ray.get(self.parameter_server.get_version.remote())
+            state["version"] = max(int(state["version"]), self.book.latest_version, published) + 1
+            state["updates"] = counters.learner_updates
+            version = self._call_learner(self.learner.set_state, state)
+            assert self.pool is not None
+            self.pool.latest_weights = self._call_learner(self.learner.newest_weights)
+        except (RayActorError, GetTimeoutError):
+            raise gave_up from None
+        self.book.latest_version = version
+        counters.learner_restarts += 1
+        self.metrics.message(
+            f"the learner's process died; Ray restarted it and it goes on from a copy of its state taken "
+            f"{time.monotonic() - self.snapshot_time:.0f} s earlier (restart {counters.learner_restarts}, "
+            f"now at version {version})"
+        )
+
+    def _incarnations(self) -> dict[str, list[Any]]:
+        actors = {"parameter_server": [self.parameter_server], **self.flow.restartable_actors()}
+        return {kind: ray.get([actor.incarnation.remote() for actor in group]) for kind, group in actors.items()}
+
+    def _check_actors(self) -> None:
+        """Count the restarts Ray made of the parameter server and the flow's actors since the
+        last look (at each report). A parameter server comes back empty: the learner publishes
+        its weights to it again. A replay shard comes back empty and refills."""
+        now = self._incarnations()
+        counters = self.book.counters
+        for kind, tokens in now.items():
+            restarted = [i for i, (old, new) in enumerate(zip(self.incarnations[kind], tokens)) if old != new]
+            if not restarted:
+                continue
+            if kind == "parameter_server":
+                counters.parameter_server_restarts += 1
+                self.learner.publish.remote()
+                self.metrics.message(
+                    "the parameter server's process died; Ray restarted it and it has the weights again"
+                )
+            else:
+                counters.replay_shard_restarts += len(restarted)
+                self.metrics.message(
+                    f"replay shard(s) {restarted} died; Ray restarted them empty, and they refill from the workers"
+                )
+        self.incarnations = now
+
     def _checkpoint(self) -> Path:
-        state = get_from_learner(self.learner.get_state.remote(), self.out_dir)
+        try:
+            state = get_from_learner(self.learner.get_state.remote(), self.out_dir)
+        except LearnerDied:
+            self.restore_learner()
+            state = get_from_learner(self.learner.get_state.remote(), self.out_dir)
+        self._keep_snapshot(state)
         # The learner counts every update it applied, also one this driver has not collected
         # yet (after Ctrl-C with an update in flight).
         self.book.counters.learner_updates = int(state["updates"])
@@ -112,6 +215,8 @@ class Trainer:
         )
         self.book = Bookkeeping(self.config, self.metrics, self.resume_state)
         self.book.checkpoint = self._checkpoint
+        self.book.snapshot = self._snapshot
+        self.book.check_actors = self._check_actors
         runtime = self.config.runtime
         started_ray = False
         self.pool = None
@@ -124,7 +229,7 @@ class Trainer:
             pool = self._start()
             self.book.start_clock()
             try:
-                reason = self.flow.run(pool, self.learner, self.book, out)
+                reason = self.flow.run(pool, self.learner, self.book, out, self.restore_learner)
             except KeyboardInterrupt:
                 self.book.counters.time_s = self.book.elapsed()
                 path = self._checkpoint()

@@ -16,11 +16,11 @@ def test_a_slow_worker_does_not_hold_the_fast_one_back(ray_local):
     # Same model, but a fragment 2000 times longer: one of its steps takes about a second.
     slow_config = resolve({"algo": "a3c", "runtime": {"envs_per_worker": 4, "fragment_length": 2500}})
     server = ParameterServer.remote()
-    learner = Learner.remote(fast_config, server, ApplyGradients())
+    learner = Learner.remote(fast_config)
     fast = RolloutWorker.remote(0, fast_config, server, 1, PushGradients(learner))
     slow = RolloutWorker.remote(1, slow_config, server, 2, PushGradients(learner))
     info, _ = ray.get([fast.setup.remote(), slow.setup.remote()])
-    ray.get(learner.setup.remote(info["observation_space"], info["action_space"]))
+    ray.get(learner.setup.remote(info["observation_space"], info["action_space"], server, ApplyGradients()))
     ray.get([worker.pull_weights.remote() for worker in (slow, fast)])  # version 0, as the trainer's first request
     initial = ray.get(learner.get_state.remote())["model"]
     request = Request(env_steps=0, num_workers=2)

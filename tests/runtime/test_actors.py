@@ -31,8 +31,8 @@ def test_workers_are_distinct_processes_and_receive_new_weight_versions(ray_loca
     pids = {info["pid"] for info in infos}
     assert len(pids) == 2 and os.getpid() not in pids
 
-    learner = Learner.remote(config, ps, LearnFromFragments())
-    ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
+    learner = Learner.remote(config)
+    ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"], ps, LearnFromFragments()))
     version0 = ray.get(learner.get_state.remote())
     assert version0["version"] == 0
 
@@ -80,8 +80,8 @@ def test_fragments_are_time_major_and_count_steps(ray_local):
     T, K = 20, 3
     config = resolve({"runtime": {"envs_per_worker": K, "fragment_length": T}})
     ps, (worker,), infos = start(config, 1)
-    learner = Learner.remote(config, ps, LearnFromFragments())
-    ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
+    learner = Learner.remote(config)
+    ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"], ps, LearnFromFragments()))
     fragment_ref, summary_ref = worker.sample.remote()
     fragment, summary = ray.get(fragment_ref), ray.get(summary_ref)
     assert fragment["obs"].shape == (T, K, 4) and fragment["obs"].dtype == np.float32
@@ -106,8 +106,8 @@ def test_image_fragments_stay_uint8(ray_local):
     pytest.importorskip("ale_py")
     config = resolve({"env": {"id": "ALE/Pong-v5"}, "runtime": {"envs_per_worker": 2, "fragment_length": 8}})
     ps, (worker,), infos = start(config, 1)
-    learner = Learner.remote(config, ps, LearnFromFragments())
-    ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
+    learner = Learner.remote(config)
+    ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"], ps, LearnFromFragments()))
     fragment_ref, summary_ref = worker.sample.remote()
     fragment = ray.get(fragment_ref)
     assert fragment["obs"].shape == (8, 2, 4, 84, 84) and fragment["obs"].dtype == np.uint8
@@ -122,8 +122,8 @@ def test_time_limit_steps_carry_the_value_of_their_final_observation(ray_local):
         {"env": {"options": {"max_episode_steps": 5}}, "runtime": {"envs_per_worker": K, "fragment_length": T}}
     )
     ps, (worker,), infos = start(config, 1)
-    learner = Learner.remote(config, ps, LearnFromFragments())
-    ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"]))
+    learner = Learner.remote(config)
+    ray.get(learner.setup.remote(infos[0]["observation_space"], infos[0]["action_space"], ps, LearnFromFragments()))
     fragment = ray.get(worker.sample.remote()[0])
     cut = fragment["truncated"] & ~fragment["terminated"]
     assert cut.sum() >= 2

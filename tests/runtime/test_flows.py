@@ -30,9 +30,9 @@ class RecordingBook(Bookkeeping):
         super().__init__(*args, **kwargs)
         self.reports: list[UpdateReport] = []
 
-    def record_update(self, report: UpdateReport) -> None:
+    def record_update(self, report: UpdateReport, sent_steps: int | None = None) -> None:
         self.reports.append(report)
-        super().record_update(report)
+        super().record_update(report, sent_steps)
 
 
 def run_flow(tmp_path: Path, algo: str, env_steps: int, **sections):
@@ -54,16 +54,20 @@ def run_flow(tmp_path: Path, algo: str, env_steps: int, **sections):
     server = ParameterServer.remote()
     pool = WorkerPool(config, server, None, metrics, book.counters, learner_cpu_reserve=0.0)
     flow.create_actors(WORKERS)
-    learner = Learner.remote(config, server, flow.learner_side())
+    learner = Learner.remote(config)
     pool.task = flow.worker_task(learner)
-    ray.get(learner.setup.remote(*pool.start(WORKERS)))
+    ray.get(learner.setup.remote(*pool.start(WORKERS), server, flow.learner_side()))
     pool.latest_weights = ray.get(learner.newest_weights.remote())
     book.start_clock()
-    reason = flow.run(pool, learner, book, tmp_path)
+    reason = flow.run(pool, learner, book, tmp_path, restore_learner=_learner_never_dies)
     pool.close()
     metrics.close()
     assert reason.startswith("env_steps")
     return book, flow, ray.get(learner.get_state.remote())
+
+
+def _learner_never_dies() -> None:
+    raise AssertionError("the learner died during a flow test")
 
 
 def assert_versions_go_up_by_one(reports: list[UpdateReport]) -> None:
@@ -99,6 +103,9 @@ def test_streaming_flow_counts_what_it_learns_from_and_reports_lag(ray_local, tm
     # at most one batch waiting plus every worker's requests in flight.
     depth = 2  # runtime.max_inflight_fragments
     assert 0 < counted - consumed <= (WORKERS + WORKERS * depth) * T * K, (counted, consumed)
+    # ... and they are exactly what the driver reports as waiting (nothing lost here).
+    assert book.counters.consumed_env_steps == consumed and book.counters.lost_env_steps == 0
+    assert counted == consumed + book.waiting_env_steps, (counted, consumed, book.waiting_env_steps)
     assert {report.consumed_steps for report in book.reports} == {WORKERS * T * K}
     assert_versions_go_up_by_one(book.reports)
     lags = [report.policy_lag for report in book.reports]

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import ray
 
 from distrl.algos.interface import AlgorithmSpec, FlowSettings
 from distrl.runtime.bookkeeping import Bookkeeping
-from distrl.runtime.failures import get_from_learner
+from distrl.runtime.failures import LearnerDied, get_from_learner
 from distrl.runtime.learner import LearnerSide, UpdateReport
 from distrl.runtime.rollout_worker import WorkerTask
 from distrl.runtime.worker_pool import WorkerPool
@@ -52,6 +52,11 @@ class Flow(ABC):
         An optional hook: most flows have none."""
         return None
 
+    def restartable_actors(self) -> dict[str, list[Any]]:
+        """This flow's actors that Ray restarts empty, by kind (their ``incarnation()``
+        changes with each restart, which the trainer counts)."""
+        return {}
+
     @abstractmethod
     def learner_side(self) -> LearnerSide:
         """The object that runs each ``Learner.update`` of this flow."""
@@ -67,9 +72,14 @@ class Flow(ABC):
 
     # ---------------------------------------------------------------- the loop
 
-    def run(self, pool: WorkerPool, learner: Any, book: Bookkeeping, out_dir: Path) -> str:
-        """Train until a stop rule holds; returns the rule."""
+    def run(
+        self, pool: WorkerPool, learner: Any, book: Bookkeeping, out_dir: Path, restore_learner: Callable[[], None]
+    ) -> str:
+        """Train until a stop rule holds; returns the rule. ``restore_learner``: after the
+        learner's process died, wait for Ray to restart it and give it the newest state
+        (raises ``LearnerDied`` when it cannot)."""
         self.pool, self.learner, self.book, self.out_dir = pool, learner, book, out_dir
+        self.restore_learner = restore_learner
         return self.loop()
 
     @abstractmethod
@@ -86,11 +96,18 @@ class Flow(ABC):
             self.book.count_fragment(summary)
         return worker_id, summary, fragment_ref
 
-    def finish_update(self, update_ref: Any) -> None:
-        report: UpdateReport = get_from_learner(update_ref, self.out_dir)
+    def finish_update(self, update_ref: Any, sent_steps: Optional[int] = None) -> None:
+        """Record a finished update. ``sent_steps``: the env steps of the fragments it was
+        given; if the learner died during it, they are lost, and the learner is restored."""
+        try:
+            report: UpdateReport = get_from_learner(update_ref, self.out_dir)
+        except LearnerDied:
+            self.restore_learner()
+            self.book.counters.lost_env_steps += sent_steps or 0
+            return
         if report.published is not None:
             self.pool.latest_weights = report.published  # the next requests bring it to the workers
-        self.book.record_update(report)
+        self.book.record_update(report, sent_steps)
 
     def after_update(self) -> Optional[str]:
         """Grow with the cluster, report and checkpoint when due; the stop rule that holds."""

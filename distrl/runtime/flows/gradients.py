@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import ray
+from ray.exceptions import RayActorError, RayTaskError
 
 from distrl.algos.interface import GradientAlgorithm, Progress
+from distrl.runtime.failures import LearnerRestarted
 from distrl.runtime.flows.base import Flow
 from distrl.runtime.fragment import collate
 from distrl.runtime.learner import Learner, LearnerSide, UpdateReport
@@ -37,7 +39,17 @@ class PushGradients:
         algorithm = cast("type[GradientAlgorithm]", worker.spec.algorithm_class)  # this flow's kind
         gradients, stats = algorithm.gradients(worker.model, collate([fragment], "cpu"), worker.config.algo_config)
         worker.model.eval()
-        report = ray.get(self.learner.update.remote((gradients, worker.version), Progress(env_steps=request.env_steps)))
+        try:
+            report = ray.get(
+                self.learner.update.remote((gradients, worker.version), Progress(env_steps=request.env_steps))
+            )
+        except (RayActorError, RayTaskError) as error:
+            if isinstance(error, RayTaskError) and not isinstance(error.cause, LearnerRestarted):
+                raise
+            # The learner died, or Ray restarted it and the driver has not restored it yet:
+            # this gradient is lost; the driver restores the learner and counts the steps.
+            summary["update"] = None
+            return summary
         if report.weights is not None:  # the newest version, with every gradient applied so far
             set_weights(worker.model, report.weights)
             worker.version = report.version
@@ -79,6 +91,10 @@ class GradientFlow(Flow):
             ready, _ = ray.wait(self.pool.pending(), num_returns=1)
             _, summary, _ = self.receive(ready[0])
             if summary is None:
+                continue
+            if summary["update"] is None:  # the learner died before it applied this gradient
+                self.book.counters.lost_env_steps += summary["env_steps"]
+                self.restore_learner()
                 continue
             self.book.record_update(summary["update"])
             reason = self.after_update()

@@ -139,7 +139,10 @@ class ReplayFlow(Flow):
         self.frame_stack = frame_stack_of(self.config.env.id, self.config.env.options)
         self.shards = [
             # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
-            ReplayBuffer.options(**cluster.on_head_node()).remote(  # type: ignore[attr-defined]
+            # A shard whose process dies is restarted empty and calls to it are retried there.
+            ReplayBuffer.options(  # type: ignore[attr-defined]
+                max_restarts=self.config.runtime.max_learner_restarts, max_task_retries=-1, **cluster.on_head_node()
+            ).remote(
                 settings.capacity // settings.shards,
                 len(range(index, streams, settings.shards)),
                 self.frame_stack,
@@ -153,6 +156,9 @@ class ReplayFlow(Flow):
 
     def learner_side(self) -> LearnerSide:
         return LearnFromReplay(self.shards, self.settings)
+
+    def restartable_actors(self) -> dict[str, list[Any]]:
+        return {"replay_shard": self.shards}
 
     def worker_task(self, learner: Any) -> WorkerTask:
         return WriteToReplay(self.shards, self.frame_stack)

@@ -28,24 +28,27 @@ class StreamingFlow(Flow):
 
     def loop(self) -> str:
         depth = self.config.runtime.max_inflight_fragments
-        waiting: list[Any] = []
-        update_ref = None
+        waiting: list[tuple[Any, int]] = []  # (fragment ref, its env steps)
+        update_ref, update_steps = None, 0
         while True:
             per_update = self.settings.fragments_per_update or self.pool.size
             if len(waiting) < per_update:
                 self.pool.top_up(depth, SAMPLE)
             ready, _ = ray.wait(self.pool.pending() + ([update_ref] if update_ref else []), num_returns=1)
             if update_ref is not None and ready[0] == update_ref:
-                self.finish_update(update_ref)
+                self.finish_update(update_ref, update_steps)
                 update_ref = None
+                self.book.waiting_env_steps = sum(steps for _, steps in waiting)
                 reason = self.after_update()
                 if reason:
                     return reason
             else:
                 _, summary, fragment_ref = self.receive(ready[0])
                 if summary is not None:
-                    waiting.append(fragment_ref)
+                    waiting.append((fragment_ref, summary["env_steps"]))
             if update_ref is None and len(waiting) >= per_update:
                 batch, waiting = waiting[:per_update], waiting[per_update:]
-                update_ref = self.learner.update.remote(batch, Progress(env_steps=self.book.counters.env_steps))
+                update_steps = sum(steps for _, steps in batch)
+                progress = Progress(env_steps=self.book.counters.env_steps)
+                update_ref = self.learner.update.remote([ref for ref, _ in batch], progress)
                 del batch

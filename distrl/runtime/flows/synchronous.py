@@ -60,9 +60,10 @@ class SynchronousFlow(Flow):
 
     def loop(self) -> str:
         overlap = self.settings.overlap_sampling
-        update_ref = None
+        update_ref, update_steps = None, 0
         while True:
             fragments: dict[int, Any] = {}
+            steps = 0
             while set(self.pool.workers) - set(fragments):
                 # Ask only the workers that owe this round's fragment (a replacement too); one
                 # that delivered waits for the new weights.
@@ -73,16 +74,18 @@ class SynchronousFlow(Flow):
                 worker_id, summary, fragment_ref = self.receive(ready[0])
                 if summary is not None:
                     fragments[worker_id] = fragment_ref
+                    steps += summary["env_steps"]
             if update_ref is not None:
-                self.finish_update(update_ref)
+                self.finish_update(update_ref, update_steps)
             progress = Progress(env_steps=self.book.counters.env_steps)
             update_ref = self.learner.update.remote([fragments[i] for i in sorted(fragments)], progress)
+            update_steps = steps
             # The learner's task holds the fragments now; dropping our refs frees them as soon
             # as it is done, which keeps the object store flat.
             del fragments
             if not overlap or self.book.due():
                 # Reports, checkpoints and the stop decision count finished updates only.
-                self.finish_update(update_ref)
+                self.finish_update(update_ref, update_steps)
                 update_ref = None
             reason = self.after_update()
             if reason:
