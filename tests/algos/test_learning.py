@@ -24,27 +24,39 @@ BUDGETS = {
 }
 
 
+# Runs that may take a second seed. IMPALA's stream is not reproducible from the seed (workers
+# arrive in any order), and about one run in ten stalls between 250 and 450 without reaching
+# 475 in 400k steps: 2 of 19 runs of the preset on this machine (BENCHMARKS.md, 2026-11-24,
+# "IMPALA's stalls"), where the rest took 80k-252k. The test asserts what the benchmark
+# shows, that IMPALA learns CartPole: seed 2 runs only when seed 1 stalls, and both stalling
+# (about 1 in 100) fails the test.
+ATTEMPTS = {"impala": 2}
+
+
 @pytest.mark.parametrize("algo", list(BUDGETS))
 def test_cartpole_reaches_475(tmp_path, algo):
-    out = tmp_path / algo
-    result = run_distrl(
-        "train",
-        "--algo",
-        algo,
-        "--env",
-        "CartPole-v1",
-        "--num-workers",
-        "2",
-        "--stop-reward",
-        "475",
-        "--stop-env-steps",
-        str(BUDGETS[algo]),
-        "--seed",
-        "1",
-        "--out",
-        str(out),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    last = read_progress(out)[-1]
+    for seed in range(1, ATTEMPTS.get(algo, 1) + 1):
+        out = tmp_path / f"{algo}-{seed}"
+        result = run_distrl(
+            "train",
+            "--algo",
+            algo,
+            "--env",
+            "CartPole-v1",
+            "--num-workers",
+            "2",
+            "--stop-reward",
+            "475",
+            "--stop-env-steps",
+            str(BUDGETS[algo]),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        last = read_progress(out)[-1]
+        assert last["env_steps"] <= BUDGETS[algo] + 4096
+        if last["episode_return_mean"] >= 475:
+            return
     assert last["episode_return_mean"] >= 475, last
-    assert last["env_steps"] <= BUDGETS[algo] + 4096
