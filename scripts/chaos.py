@@ -9,7 +9,8 @@ finish and checks, over every report in progress.jsonl:
   accounting   every env step counted was learned from, lost in a dead learner's update or
                with a node, or waits in the driver's queue for the next update
                (env_steps == consumed_env_steps + lost_env_steps + waiting_env_steps)
-  versions     the learner's weights version never goes back, across restores too
+  versions     the learner's weights version never goes back, across restores too, and no
+               fragment was sampled by a version newer than the learner's (lag >= 0)
   stop rule    the run ends by its stop rule, with exit 0
 
     python scripts/chaos.py                                   # PPO, a worker every 10 s for 3 min
@@ -79,6 +80,11 @@ def check(records: list[dict], algo: str, stop_env_steps: int, code: int, kills:
     versions = [record["learner_version"] for record in records]
     if any(later < earlier for earlier, later in zip(versions, versions[1:])):
         problems.append(f"the learner's version went back: {versions}")
+    # The learner's version minus the version that sampled each fragment: negative if a
+    # restored learner's weights were numbered below what workers held (they would refuse them).
+    negative = [record["time_s"] for record in records if record["policy_lag_mean"] < 0]
+    if negative:
+        problems.append(f"negative policy lag (workers ahead of the learner) at {negative[:5]} s")
     return problems
 
 

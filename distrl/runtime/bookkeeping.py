@@ -211,8 +211,11 @@ class Bookkeeping:
         """What a checkpoint keeps of the bookkeeping."""
         from dataclasses import asdict
 
+        counters = asdict(self.counters)
+        # A resumed run starts with nothing queued: what waits now will never be learned from.
+        counters["lost_env_steps"] += self.waiting_env_steps
         return {
-            "counters": asdict(self.counters),
+            "counters": counters,
             "recent_returns": list(self.recent_returns),
             "recent_lengths": list(self.recent_lengths),
         }

@@ -73,11 +73,14 @@ class Learner:
         parameter_server: Any,
         side: LearnerSide,
         busy_cpus: Optional[dict[str, float]] = None,
+        state: Optional[dict[str, Any]] = None,
     ) -> str:
         """Build the model and the algorithm, publish version 0; returns the device's name.
-        Called again after Ray restarted the process. ``side``: what each ``update`` does, from
-        the run's data flow. ``busy_cpus``: per node, the CPUs rollout workers keep busy while
-        the learner updates (what ``runtime.learner_threads: auto`` leaves them)."""
+        ``side``: what each ``update`` does, from the run's data flow. ``busy_cpus``: per node,
+        the CPUs rollout workers keep busy while the learner updates (what
+        ``runtime.learner_threads: auto`` leaves them). ``state``: after Ray restarted the
+        process, the state to go on from, loaded before any call can see this learner ready
+        (an A3C worker's gradient must not land on the fresh model)."""
         config = self.config
         self.parameter_server, self.side = parameter_server, side
         torch.manual_seed(config.seed)
@@ -88,6 +91,8 @@ class Learner:
         self.version = 0
         self.updates = 0  # what the flow counts as updates (versions, or gradient steps)
         self.nonfinite_in_a_row = 0
+        if state is not None:
+            self._load(state)
         self.publish(wait=True)
         self.ready = True
         if self.device.type == "cuda":
@@ -123,9 +128,20 @@ class Learner:
             ray.get(done)
         return self.version
 
+    def republish(self) -> None:
+        """Publish the current weights again (to a restarted parameter server); nothing while
+        this learner waits for its own restore, which publishes."""
+        if self.ready:
+            self.publish()
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise LearnerRestarted("the learner was restarted and is waiting for its state")
+
     def newest_weights(self) -> Optional[tuple[int, Any]]:
         """``(version, ref)`` of the weights published last: the driver's first requests bring
         them to the workers."""
+        self._require_ready()
         return self.published
 
     def is_ready(self) -> bool:
@@ -134,8 +150,7 @@ class Learner:
 
     def update(self, inputs: Any, progress: Progress) -> UpdateReport:
         """One update by this run's flow; a new version is published when the weights changed."""
-        if not self.ready:
-            raise LearnerRestarted("the learner was restarted and is waiting for its state")
+        self._require_ready()
         self.model.train()
         skipped_before = getattr(self.algorithm, "nonfinite_steps", 0)
         report = self.side.update(self, inputs, progress)
@@ -156,6 +171,7 @@ class Learner:
 
     def get_state(self) -> dict[str, Any]:
         """Model and algorithm state on the CPU, for a checkpoint written by the driver."""
+        self._require_ready()
         model_state = {name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()}
         return {
             "model": model_state,
@@ -165,11 +181,14 @@ class Learner:
         }
 
     def set_state(self, state: dict[str, Any]) -> int:
+        self._load(state)
+        return self.publish(wait=True)
+
+    def _load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.algorithm.load_state_dict(state["algorithm"])
         self.version = int(state["version"])
         self.updates = int(state.get("updates", state["version"]))
-        return self.publish(wait=True)
 
 
 def _to_cpu(value: Any) -> Any:

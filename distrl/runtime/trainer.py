@@ -138,16 +138,19 @@ class Trainer:
                 return
             if counters.learner_restarts >= limit:
                 raise gave_up
-            self._call_learner(self.learner.setup, *self.setup_args)
+            assert self.pool is not None
             state = dict(self.snapshot)
             published = ray.get(self.parameter_server.get_version.remote())
-            state["version"] = max(int(state["version"]), self.book.latest_version, published) + 1
-            state["updates"] = counters.learner_updates
-            version = self._call_learner(self.learner.set_state, state)
-            assert self.pool is not None
+            # Past every version reported, published, or (A3C: one reply per worker the driver
+            # has not read yet) handed straight to a worker.
+            version = max(int(state["version"]), self.book.latest_version, published) + self.pool.size + 1
+            state["version"], state["updates"] = version, counters.learner_updates
+            self._call_learner(self.learner.setup, *self.setup_args, state)
             self.pool.latest_weights = self._call_learner(self.learner.newest_weights)
         except (RayActorError, GetTimeoutError):
             raise gave_up from None
+        except RayTaskError as error:
+            raise task_failure(error, "The restarted learner could not load its state") from None
         self.book.latest_version = version
         counters.learner_restarts += 1
         self.metrics.message(
@@ -172,9 +175,9 @@ class Trainer:
                 continue
             if kind == "parameter_server":
                 counters.parameter_server_restarts += 1
-                self.learner.publish.remote()
+                self.learner.republish.remote()
                 self.metrics.message(
-                    "the parameter server's process died; Ray restarted it and it has the weights again"
+                    "the parameter server's process died; Ray restarted it and the learner published its weights again"
                 )
             else:
                 counters.replay_shard_restarts += len(restarted)
@@ -192,7 +195,7 @@ class Trainer:
         self._keep_snapshot(state)
         # The learner counts every update it applied, also one this driver has not collected
         # yet (after Ctrl-C with an update in flight).
-        self.book.counters.learner_updates = int(state["updates"])
+        self.book.counters.learner_updates = max(self.book.counters.learner_updates, int(state["updates"]))
         state.update(self.book.state())
         return checkpoint.save(
             self.out_dir / "checkpoints",

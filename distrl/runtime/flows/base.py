@@ -105,8 +105,11 @@ class Flow(ABC):
             self.restore_learner()
             self.book.counters.lost_env_steps += sent_steps or 0
             return
-        if report.published is not None:
-            self.pool.latest_weights = report.published  # the next requests bring it to the workers
+        latest = self.pool.latest_weights
+        if report.published is not None and (latest is None or report.published[0] > latest[0]):
+            # The next requests bring it to the workers. Not an older one: an update that
+            # finished before the learner died and was restored with a newer version.
+            self.pool.latest_weights = report.published
         self.book.record_update(report, sent_steps)
 
     def after_update(self) -> Optional[str]:

@@ -87,6 +87,7 @@ class SynchronousFlow(Flow):
                 # Reports, checkpoints and the stop decision count finished updates only.
                 self.finish_update(update_ref, update_steps)
                 update_ref = None
+            self.book.waiting_env_steps = update_steps if update_ref is not None else 0  # in the update in flight
             reason = self.after_update()
             if reason:
                 return reason
