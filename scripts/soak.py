@@ -9,7 +9,7 @@ one JSON line per sample to ``--samples`` and prints the figures BENCHMARKS.md t
 process kind's memory at the end of the warm-up and at the end, and their growth.
 
     python scripts/soak.py                                  # 30 minutes, samples every 30 s
-    python scripts/soak.py --minutes 2 --every 10            # a quick look
+    python scripts/soak.py --minutes 2 --every 10 --warmup 0.5   # a quick look
 
 A benchmark, not a test: it reports, it does not judge (the goal, after warm-up: under 5%
 growth and nothing spilled). Its own cluster, stopped at the end, so it needs
