@@ -1,4 +1,5 @@
-"""Command line: ``distrl train``, ``eval``, ``envs``, ``plot``, ``baseline``, ``submit`` and ``jobs``.
+"""Command line: ``distrl train``, ``eval``, ``envs``, ``configs``, ``plot``, ``baseline``, ``submit`` and
+``jobs``. ``train`` is a thin layer over the Python API (``distrl.api``).
 
 Errors the user can fix print one paragraph and exit non-zero (2 for bad input); they
 never print a traceback.
@@ -10,9 +11,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
-
-import yaml
+from typing import Any, Optional
 
 from distrl.algos import ALGORITHMS
 from distrl.errors import ConfigError, DistrlError
@@ -27,6 +26,7 @@ TRAIN_FLAGS = {
     "stop_env_steps": "stop.env_steps",
     "stop_reward": "stop.reward",
     "stop_seconds": "stop.seconds",
+    "stop_on": "stop.on",
     "out": "output.dir",
     "address": "runtime.address",
 }
@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_config_epilog(),
     )
-    train.add_argument("--config", metavar="FILE", help="YAML config file (see configs/)")
+    train.add_argument(
+        "--config", metavar="NAME|FILE", help="a shipped config's name (see `distrl configs`) or a YAML file"
+    )
     train.add_argument("--env", metavar="ID", help="environment id, e.g. CartPole-v1 or ALE/Pong-v5")
     train.add_argument("--algo", metavar="NAME", help=f"{', '.join(ALGORITHMS)} (default ppo; see below)")
     train.add_argument("--num-workers", metavar="N", help="rollout workers, or 'auto'")
@@ -69,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-env-steps", metavar="N", help="stop after N environment steps")
     train.add_argument("--stop-reward", metavar="R", help="stop when the mean return of the last 100 episodes >= R")
     train.add_argument("--stop-seconds", metavar="S", help="stop after S seconds of training")
+    train.add_argument(
+        "--stop-on",
+        choices=["train", "eval"],
+        help="compare --stop-reward with the training return (default) or the evaluation return "
+        "(needs eval.every_env_steps)",
+    )
     train.add_argument("--out", metavar="DIR", help="output folder (default runs/ENV-ALGO-TIME)")
     train.add_argument("--address", metavar="ADDR", help="join a Ray cluster: 'auto' or HOST:PORT")
     train.add_argument("--resume", metavar="DIR", help="continue from a run folder or checkpoint folder")
@@ -76,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", metavar="KEY=VALUE", nargs="+", action="extend", default=[], help="override any config key"
     )
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    train.add_argument(
+        "--verbose", action="store_true", help="also show Ray's own start-up notices (always shown with --address)"
+    )
 
     evaluate = sub.add_parser("eval", help="play episodes with a trained policy and print the mean return")
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder or a checkpoint folder")
@@ -97,7 +108,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="play with other env options than training had, e.g. env.options.split=test for held-out data",
     )
 
+    tune = sub.add_parser(
+        "tune",
+        help="sweep hyperparameters on Ray Tune: every trial a whole distrl run",
+        description="Each trial is a distrl run of --config with one setting of the --grid keys and one seed, "
+        "placed by Tune in a placement group of its own size. Writes OUT/trials.csv, OUT/summary.csv, "
+        "OUT/curves.png and OUT/best_config.yaml; the runs are in OUT/trials/.",
+    )
+    tune.add_argument("--config", metavar="NAME|FILE", help="the base config: a shipped name or a YAML file")
+    tune.add_argument(
+        "--grid",
+        metavar="KEY=V1,V2",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="a swept key and its values (with --search random also KEY=loguniform:A:B or uniform:A:B)",
+    )
+    tune.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 1..N for every setting (default 1)")
+    tune.add_argument("--search", choices=["grid", "random"], default="grid")
+    tune.add_argument("--num-samples", type=int, default=1, metavar="N", help="random search: settings drawn")
+    tune.add_argument(
+        "--metric",
+        metavar="NAME",
+        help="progress field to rank by (default: eval_return_mean "
+        "when eval is on, else episode_return_mean), its last value",
+    )
+    tune.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=0,
+        metavar="N",
+        help="trials at once (default: as many as the cluster's CPUs hold)",
+    )
+    tune.add_argument("--stop-env-steps", metavar="N")
+    tune.add_argument("--stop-seconds", metavar="S")
+    tune.add_argument("--stop-reward", metavar="R")
+    tune.add_argument("--num-workers", metavar="N", help="rollout workers of each trial")
+    tune.add_argument("--out", metavar="DIR", help="the sweep's folder (default sweeps/ENV-ALGO-TIME)")
+    tune.add_argument("--address", metavar="ADDR", help="run on a Ray cluster: 'auto' or HOST:PORT")
+    tune.add_argument(
+        "--set", metavar="KEY=VALUE", nargs="+", action="extend", default=[], help="override any base config key"
+    )
+
+    export = sub.add_parser(
+        "export",
+        help="write a checkpoint's greedy policy as a TorchScript or ONNX file",
+        description=(
+            "Write the greedy policy of a run or checkpoint as one file that runs without distrl: TorchScript "
+            "(torch.jit.load) or ONNX (onnxruntime). It maps a batch of observations [N, ...], as the env gives "
+            "them, to the greedy actions. FILE.json beside it says what to feed it."
+        ),
+    )
+    export.add_argument("checkpoint", metavar="CHECKPOINT", help="a run folder or a checkpoint folder")
+    export.add_argument(
+        "--format",
+        choices=["torchscript", "onnx"],
+        default=None,
+        help="the file's format (default: from the suffix of -o: .onnx for onnx, .pt for torchscript)",
+    )
+    export.add_argument("-o", "--out", required=True, metavar="FILE", help="the file to write, e.g. policy.onnx")
+
     sub.add_parser("envs", help="list the environment families, their ids and default options")
+    sub.add_parser("configs", help="list the ready-made configs that ship with distrl, by the names --config takes")
 
     plot = sub.add_parser(
         "plot",
@@ -168,24 +240,16 @@ def _user_config(
 ) -> tuple[dict[str, Any], Optional[dict[str, Any]], Optional[Path], list[Path]]:
     """The user's layer of config values, plus on --resume the checkpoint's state, its folder,
     and the newer checkpoints of the run that could not be read."""
-    from distrl import checkpoint
+    from distrl import api
     from distrl.config import load_yaml, parse_override, set_dotted
 
     state = None
     folder = None
-    skipped: list[tuple[Path, str]] = []
+    unreadable: list[Path] = []
     if args.resume:
         if args.config:
             raise ConfigError("--resume continues a run with its own config; drop --config (use --set to change keys).")
-        folder, state, skipped = checkpoint.load_readable(args.resume)
-        for path, reason in skipped:
-            print(f"distrl: checkpoint {str(path)!r} is unreadable ({reason}); skipped.", flush=True)
-        if skipped:
-            print(f"distrl: resuming from {str(folder)!r}, the newest checkpoint that loads.", flush=True)
-        user = yaml.safe_load(state["config_yaml"]) or {}
-        # The output folder is where the checkpoint lies now (or --out), not where the run
-        # was first written: run folders may be moved or copied.
-        (user.get("output") or {}).pop("dir", None)
+        user, state, folder, unreadable = api.resumed(args.resume)
     else:
         user = load_yaml(args.config) if args.config else {}
     for flag, key in TRAIN_FLAGS.items():
@@ -195,130 +259,21 @@ def _user_config(
     for item in args.set:
         key, value = parse_override(item)
         set_dotted(user, key, value)
-    return user, state, folder, [path for path, _ in skipped]
-
-
-def _default_stop(config) -> Optional[str]:
-    """With no stop rule, stop at the environment's registered reward threshold."""
-    stop = config.stop
-    if stop.env_steps is not None or stop.reward is not None or stop.seconds is not None:
-        return None
-    import gymnasium as gym
-
-    spec = gym.registry.get(config.env.id)
-    threshold = getattr(spec, "reward_threshold", None) if spec else None
-    if threshold is None:
-        return "no stop rule set: training runs until Ctrl-C (a checkpoint is written on the way out)"
-    stop.reward = float(threshold)
-    return f"no stop rule set: stopping at {config.env.id}'s reward threshold, mean return >= {threshold}"
-
-
-def _check_resume_compatible(config, state: dict[str, Any]) -> None:
-    """A resumed run keeps what its weights were trained for."""
-    from distrl.config import resolve
-
-    saved = resolve(yaml.safe_load(state["config_yaml"]) or {})
-    for name, before, after in (
-        ("algo", saved.algo, config.algo),
-        ("env.id", saved.env.id, config.env.id),
-        ("model", saved.model, config.model),
-    ):
-        if before != after:
-            raise ConfigError(
-                f"--resume keeps the run's {name} ({before!r}), but this command asks for {after!r}. "
-                f"Start a new run to train a different {name}."
-            )
-
-
-def _output_folder(config, resumed_from: Optional[Path], unreadable: Sequence[Path] = ()) -> Path:
-    """Where this run writes. A new run never writes into a folder that holds another run;
-    a resumed run continues in its own folder, from its newest readable checkpoint only. The
-    unreadable ones newer than it are renamed aside there (``unreadable-ckpt-N``), kept for
-    inspection, so that the run can write its own checkpoint N."""
-    from distrl import checkpoint
-
-    if config.output.dir:
-        out_dir = Path(config.output.dir)
-    elif resumed_from is not None and resumed_from.parent.name == "checkpoints":
-        out_dir = resumed_from.parent.parent
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out_dir = Path("runs") / f"{config.env.id.replace('/', '_')}-{config.algo}-{stamp}"
-    damaged = {path.resolve() for path in unreadable}
-    readable = [p for p in checkpoint.list_checkpoints(out_dir / "checkpoints") if p.resolve() not in damaged]
-    newest = readable[-1] if readable else None
-    # A run that stopped before its first report (say, it could not join the cluster) left
-    # an empty progress.jsonl; the folder can be used again.
-    progress = out_dir / "progress.jsonl"
-    holds_run = (progress.is_file() and progress.stat().st_size > 0) or newest is not None
-    if resumed_from is None and holds_run:
-        raise ConfigError(
-            f"{str(out_dir)!r} already holds a run. Continue it with `distrl train --resume {out_dir}`, "
-            f"or choose another --out."
-        )
-    if resumed_from is not None and newest is not None and newest.resolve() != resumed_from.resolve():
-        if (
-            checkpoint.number_of(newest) > checkpoint.number_of(resumed_from)
-            or out_dir.resolve() != resumed_from.parent.parent.resolve()
-        ):
-            raise ConfigError(
-                f"Resuming {str(resumed_from)!r} into {str(out_dir)!r} would write over its newer checkpoints "
-                f"(newest: {newest.name}). Resume from {str(newest)!r}, or pass --out NEW_FOLDER to branch off."
-            )
-    for path in unreadable:
-        if path.parent.resolve() == (out_dir / "checkpoints").resolve():
-            print(f"distrl: the unreadable {path.name} is kept as {str(checkpoint.set_aside(path))!r}.", flush=True)
-    return out_dir
-
-
-def _check_spaces(config) -> None:
-    """Build the env and the model once on the driver, so that an action or observation
-    space the algorithm cannot take is refused before Ray starts. Only for the cheap
-    gymnasium envs (the user's own included); an emulator's spaces are fixed by its family."""
-    from distrl.algos import ALGORITHMS
-    from distrl.envs import make_env
-    from distrl.models import build_model
-
-    env = make_env(config.env.id, **config.env.options)
-    try:
-        build_model(config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head)
-    finally:
-        env.close()
+    return user, state, folder, unreadable
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from distrl.config import resolve
+    from distrl import api
 
     user, state, folder, unreadable = _user_config(args)
-    config = resolve(user)
-    from distrl.envs import check_id, custom
-
-    custom.prepare(config.env)
-    family = check_id(config.env.id)
-    if family.name == "classic":
-        _check_spaces(config)
-    note = _default_stop(config)
     if args.print_config:
+        config, note = api.prepare(user)
         if note:
             print(f"# {note}")
         sys.stdout.write(config.to_commented_yaml())
         return 0
-    if state is not None:
-        _check_resume_compatible(config, state)
-    out_dir = _output_folder(config, folder, unreadable)
-    config.output.dir = str(out_dir)
-
-    from distrl.runtime import cluster
-
-    if cluster.starts_embedded(config.runtime.address):
-        cluster.prefer_loopback()  # must happen before Ray is imported (by the trainer below)
-    from distrl.runtime.trainer import Trainer
-
-    if note:
-        print(f"distrl: {note}", flush=True)
-    trainer = Trainer(config, out_dir, resume_state=state)
     try:
-        trainer.run()
+        api.run(user, state, folder, unreadable, verbose=args.verbose)
     except KeyboardInterrupt:
         return 130
     return 0
@@ -400,6 +355,73 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_configs(args: argparse.Namespace) -> int:
+    from distrl import shipped
+
+    names = shipped.names()
+    width = max(len(name) for name in names)
+    for name in names:
+        print(f"{name:<{width}}  {shipped.summary(name)}")
+    print(f"\n{len(names)} configs in {shipped.ROOT}. Train one with `distrl train --config NAME`;")
+    print("`distrl train --config NAME --print-config` shows every key it sets, with the defaults under it.")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from distrl.export import cmd_export as export
+
+    return export(args)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from distrl import tune
+    from distrl.config import load_yaml, parse_override, set_dotted
+
+    if args.seeds < 1 or args.num_samples < 1:
+        raise ConfigError("--seeds and --num-samples must be at least 1.")
+    if not args.grid:
+        raise ConfigError("distrl tune needs at least one --grid KEY=V1,V2 to sweep.")
+    user = load_yaml(args.config) if args.config else {}
+    for flag, key in (
+        ("stop_env_steps", "stop.env_steps"),
+        ("stop_seconds", "stop.seconds"),
+        ("stop_reward", "stop.reward"),
+        ("num_workers", "runtime.num_workers"),
+    ):
+        if getattr(args, flag) is not None:
+            set_dotted(user, key, getattr(args, flag))
+    for item in args.set:
+        set_dotted(user, *parse_override(item))
+    # Trials print nothing of their own: Tune's table is the sweep's console.
+    set_dotted(user, "output.console", (user.get("output") or {}).get("console", "off"))
+    axes = [tune.parse_axis(item) for item in args.grid]
+    if args.out:
+        out = Path(args.out)
+    else:
+        env_id = (user.get("env") or {}).get("id", "CartPole-v1")
+        out = Path("sweeps") / f"{env_id.replace('/', '_')}-{user.get('algo', 'ppo')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = tune.sweep(
+        user,
+        axes,
+        out,
+        seeds=list(range(1, args.seeds + 1)),
+        search=args.search,
+        num_samples=args.num_samples,
+        metric=args.metric,
+        address=args.address,
+        max_concurrent=args.max_concurrent,
+    )
+    print()
+    print(tune.format_table(result))
+    out = out.resolve()
+    print(f"\ntrials: {out / 'trials.csv'}  (runs in {out / 'trials'})")
+    print(f"summary: {out / 'summary.csv'}")
+    if result["plot"] is not None:
+        print(f"curves: {result['plot']}")
+    print(f"best config: {out / 'best_config.yaml'}")
+    return 0
+
+
 def cmd_envs(args: argparse.Namespace) -> int:
     from distrl.envs import FAMILIES
 
@@ -444,6 +466,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "train": cmd_train,
         "eval": cmd_eval,
         "envs": cmd_envs,
+        "configs": cmd_configs,
+        "tune": cmd_tune,
+        "export": cmd_export,
         "plot": cmd_plot,
         "baseline": cmd_baseline,
         "submit": cmd_submit,

@@ -138,6 +138,43 @@ class StopConfig:
     env_steps: Optional[int] = option(None, "stop after this many env steps (schedules anneal over it)")
     reward: Optional[float] = option(None, "stop when the mean return of the last 100 episodes reaches this")
     seconds: Optional[float] = option(None, "stop after this many seconds of training")
+    on: str = option(
+        "train",
+        "which return stop.reward is compared with: train (the last 100 training episodes) or eval (the "
+        "latest evaluation round's mean; needs eval.every_env_steps)",
+        choices=("train", "eval"),
+    )
+
+
+@dataclass
+class EvalConfig:
+    every_env_steps: Optional[int] = option(
+        None,
+        "evaluate the newest weights every this many env steps, in a separate actor, while training goes on "
+        "(null: no evaluation); the result is eval_return_mean in progress.jsonl",
+    )
+    episodes: int = option(10, "whole episodes per evaluation round")
+    greedy: bool = option(True, "play the most likely action (DQN: no exploration); false: sample as in training")
+    seed: int = option(12345, "every round plays its episodes from this env seed, so rounds differ by weights only")
+    num_cpus: float = option(
+        0.0, "CPUs Ray reserves for the evaluation actor (0: none; it runs at a lower OS priority than training)"
+    )
+
+
+@dataclass
+class WandbConfig:
+    project: Optional[str] = option(
+        None, "W&B project to log the run to (null: no W&B); needs `pip install 'distrl[wandb]'`"
+    )
+    entity: Optional[str] = option(None, "W&B user or team that owns the project (null: your default entity)")
+    mode: str = option(
+        "online",
+        "online: stream to the W&B server (after `wandb login`); offline: write OUT/wandb/ only, to upload "
+        "later with `wandb sync`; disabled: log nothing",
+        choices=("online", "offline", "disabled"),
+    )
+    group: Optional[str] = option(None, "W&B group that gathers related runs (seeds, sweeps) in one view")
+    tags: list[str] = option(help="W&B tags of the run", factory=list)
 
 
 @dataclass
@@ -152,6 +189,10 @@ class OutputConfig:
     console: str = option(
         "auto", "auto: a live bar on a terminal, one line per report otherwise", choices=("auto", "bar", "lines", "off")
     )
+    wandb: WandbConfig = option(
+        help="Weights & Biases: the TensorBoard scalars also logged to a W&B run (pip install 'distrl[wandb]')",
+        factory=WandbConfig,
+    )
 
 
 @dataclass
@@ -165,6 +206,7 @@ class Config:
     model: ModelConfig = option(help="the network", factory=ModelConfig)
     runtime: RuntimeConfig = option(help="workers, learner and cluster", factory=RuntimeConfig)
     stop: StopConfig = option(help="stop rules", factory=StopConfig)
+    eval: EvalConfig = option(help="evaluation during training", factory=EvalConfig)
     output: OutputConfig = option(help="what a run writes", factory=OutputConfig)
     # The chosen algorithm's section, of its registered config class. In YAML (and --set) it
     # is the section named after the algorithm: `ppo: {lr: ...}`.
@@ -214,8 +256,16 @@ def _commented_line(name: str, value: Any, f: dataclasses.Field, indent: str) ->
     return f"{indent}{text}  # {note}"
 
 
-def _commented_section(section: Any) -> list[str]:
-    return [_commented_line(f.name, getattr(section, f.name), f, "  ") for f in dataclasses.fields(section)]
+def _commented_section(section: Any, indent: str = "  ") -> list[str]:
+    lines: list[str] = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):  # a nested section, such as output.wandb
+            lines.append(f"{indent}{f.name}:  # {help_of(f)}")
+            lines += _commented_section(value, indent + "  ")
+        else:
+            lines.append(_commented_line(f.name, value, f, indent))
+    return lines
 
 
 def key_help() -> list[tuple[str, str, str]]:
@@ -446,10 +496,28 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def find_config(name: str | Path) -> Path:
+    """A config file: ``name`` as a path when that file exists, else the shipped config of
+    that name (``ppo_pong``, ``tutorials/catch_dqn``; see ``distrl configs``). A file of the
+    user's wins over a shipped one of the same name, as a path given is meant literally."""
+    from distrl import shipped
+
+    path = Path(name)
+    if path.is_file():
+        return path
+    found = shipped.find(str(name))
+    if found is not None:
+        return found
+    near = shipped.close_matches(str(name))
+    hint = f" Did you mean {' or '.join(near)}?" if near else ""
+    raise ConfigError(
+        f"Config {str(name)!r} is neither a file nor one of the configs that ship with distrl.{hint} "
+        f"`distrl configs` lists those, by the names --config takes."
+    )
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Config file {str(path)!r} does not exist. Ready-made configs are in configs/.")
+    path = find_config(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -534,3 +602,12 @@ def validate(config: Config) -> None:
         _positive("stop.env_steps", config.stop.env_steps)
     if config.stop.seconds is not None:
         _positive("stop.seconds", config.stop.seconds)
+    if config.eval.every_env_steps is not None:
+        _positive("eval.every_env_steps", config.eval.every_env_steps)
+    _positive("eval.episodes", config.eval.episodes)
+    _positive("eval.num_cpus", config.eval.num_cpus, allow_zero=True)
+    if config.stop.on == "eval" and config.eval.every_env_steps is None:
+        raise ConfigError(
+            "stop.on=eval compares stop.reward with the evaluation return, but evaluation is off: set "
+            "eval.every_env_steps (say 10000) too, or use stop.on=train."
+        )

@@ -19,8 +19,9 @@ from distrl import checkpoint
 from distrl.algos import ALGORITHMS
 from distrl.config import resolve
 from distrl.envs import custom, family_of, frames_per_step, make_env
-from distrl.errors import CheckpointError, VideoError
+from distrl.errors import VideoError
 from distrl.models import build_model
+from distrl.policy import Policy, config_of, eval_options
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 # An env whose metadata names no speed (Catch) plays a few moves a second, slow enough to follow.
@@ -57,28 +58,18 @@ def evaluate(
     staging = _staging_folder(video) if video is not None else None
     try:
         folder, state = checkpoint.load(path)
-        config = resolve(yaml.safe_load(state["config_yaml"]) or {})
+        config = config_of(state)
         custom.prepare(config.env)
-        options = {**config.env.options, **family_of(config.env.id).eval_options, **(env_options or {})}
+        options = eval_options(config, env_options)
         env = make_env(config.env.id, seed=seed, render_mode=None if staging is None else "rgb_array", **options)
         sink: Optional[_VideoFile] = None
         try:
-            model = build_model(
-                config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head
-            )
-            try:
-                model.load_state_dict(state["model"])
-            except (RuntimeError, KeyError) as error:
-                raise CheckpointError(
-                    f"The weights in {str(folder)!r} do not fit the {config.algo} model its config describes "
-                    f"({str(error).splitlines()[0]}). The checkpoint may come from another distrl version."
-                ) from None
-            model.eval()
+            policy = Policy.from_state(folder, state, config, env.observation_space, env.action_space)
             torch.manual_seed(seed)
             if staging is not None and video is not None:
                 sink = _VideoFile(staging / f"video{video.suffix.lower()}", _video_fps(env, config.env.id, options))
                 env = _OneVideo(_Watchable(env), staging / "unused", sink)
-            returns = _play(env, model, episodes, greedy)
+            returns = _play(env, policy, episodes, greedy)
         finally:
             try:
                 env.close()  # the last episode's frames are written here
@@ -127,24 +118,21 @@ def exact_scores(path: str | Path) -> dict[str, Any]:
     }
 
 
-def _play(env: gym.Env, model: Any, episodes: int, greedy: bool) -> list[float]:
+def _play(env: gym.Env, policy: Policy | Any, episodes: int, greedy: bool) -> list[float]:
     """Stops right at the end of the last episode: one more reset would start recording an
-    episode nobody asked for."""
+    episode nobody asked for. ``policy``: a Policy, or a bare model for ``env``'s spaces (the
+    evaluation actor's, whose weights come from the parameter server)."""
+    if not isinstance(policy, Policy):
+        policy = Policy(policy, env.observation_space, env.action_space)
     returns: list[float] = []
     obs, _ = env.reset()
-    # A recurrent policy carries its state from step to step and starts each episode afresh.
-    memory = {}
-    if getattr(model, "recurrent", False):
-        memory = {"state": model.initial_state(1), "episode_start": torch.ones(1, dtype=torch.bool)}
+    # A recurrent policy carries its state from step to step; None starts each episode afresh.
+    memory = None
     while True:
-        with torch.inference_mode():
-            choice = model.act(torch.from_numpy(np.asarray(obs)[None]), greedy=greedy, **memory)
-        actions = choice["actions"].numpy()
-        if memory:
-            memory = {"state": choice["state"], "episode_start": torch.zeros(1, dtype=torch.bool)}
-        if hasattr(model, "env_actions"):  # a Gaussian's sample, clipped or squashed into the bounds
-            actions = model.env_actions(actions)
-        action = actions[0].item() if actions.ndim == 1 else actions[0]
+        if policy.recurrent:
+            action, memory = policy.act(obs, memory, greedy=greedy)
+        else:
+            action = policy.act(obs, greedy=greedy)
         obs, _, terminated, truncated, info = env.step(action)
         if "episode_return" in info:
             returns.append(float(info["episode_return"]))
@@ -152,8 +140,7 @@ def _play(env: gym.Env, model: Any, episodes: int, greedy: bool) -> list[float]:
                 return returns
         if terminated or truncated:
             obs, _ = env.reset()
-            if memory:
-                memory["episode_start"] = torch.ones(1, dtype=torch.bool)
+            memory = None
 
 
 def _staging_folder(video: Path) -> Path:

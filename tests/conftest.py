@@ -54,3 +54,23 @@ def assert_clean_error(result: subprocess.CompletedProcess, code: int = 2) -> No
     assert result.returncode == code, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
     assert "Traceback" not in result.stderr, result.stderr
     assert "distrl: error:" in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="session")
+def trained_cartpole(tmp_path_factory):
+    """One PPO run on CartPole trained through the Python API, shared by the tests of what
+    comes after training (stopping on evaluation, Policy, export): ``(Result, records)``,
+    records being what ``on_report`` received. Evaluation rounds every 5,000 steps; the run
+    stops once a round's greedy mean return reaches 400."""
+    import distrl
+
+    records: list[dict] = []
+    result = distrl.train(
+        "ppo_cartpole",
+        seed=1,
+        output={"dir": str(tmp_path_factory.mktemp("trained") / "run"), "report_every_s": 2.0},
+        on_report=records.append,
+        **{"eval.every_env_steps": 5000, "eval.episodes": 5, "stop.on": "eval", "stop.reward": 400},
+        stop={"env_steps": 200_000},
+    )
+    return result, records

@@ -57,7 +57,11 @@ def test_cartpole_ppo_two_workers_reaches_475_within_150k_steps(tmp_path):
 
 
 def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
+    """Also logs to W&B, offline: test_wandb.py checks what the two runs logged there."""
+    from test_wandb import WANDB_KEYS, check_offline_wandb_run, offline_env  # skips without wandb
+
     out = tmp_path / "run"
+    wandb_env = offline_env(tmp_path)
     # The first run writes to a relative folder; the resume happens from another folder.
     first = run_distrl(
         "train",
@@ -69,7 +73,9 @@ def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
         "run",
         "--set",
         "output.report_every_s=0.5",
+        *WANDB_KEYS,
         cwd=tmp_path,
+        env=wandb_env,
     )
     assert first.returncode == 0, first.stderr[-3000:]
     before = read_progress(out)
@@ -90,6 +96,7 @@ def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
         "--set",
         "output.report_every_s=0.5",
         cwd=elsewhere,
+        env=wandb_env,
     )
     assert second.returncode == 0, second.stderr[-3000:]
     assert not list(elsewhere.iterdir()), "the resumed run wrote outside its run folder"
@@ -100,6 +107,7 @@ def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
     assert after[0]["episodes"] >= before[-1]["episodes"] and after[0]["time_s"] > before[-1]["time_s"]
     assert after[-1]["env_steps"] >= 12000 and after[-1]["num_workers"] == 1
     assert_contract(before + after)
+    check_offline_wandb_run(out, first, before, second, after)
 
     evaluated = run_distrl("eval", str(out), "--episodes", "3")
     assert evaluated.returncode == 0, evaluated.stderr

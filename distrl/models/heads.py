@@ -49,7 +49,15 @@ class ActionHead(nn.Module, abc.ABC):
     def forward(self, features: torch.Tensor) -> torch.Tensor: ...  # -> params [..., P]
 
     @abc.abstractmethod
-    def sample(self, params: torch.Tensor, greedy: bool = False) -> torch.Tensor: ...
+    def greedy_actions(self, params: torch.Tensor) -> torch.Tensor:
+        """The most likely action (a Gaussian's mean). One method that both ``sample(greedy=True)``
+        and an exported policy (``distrl/export.py``) call, so the two cannot drift apart."""
+
+    def sample(self, params: torch.Tensor, greedy: bool = False) -> torch.Tensor:
+        return self.greedy_actions(params) if greedy else self.random_actions(params)
+
+    @abc.abstractmethod
+    def random_actions(self, params: torch.Tensor) -> torch.Tensor: ...
 
     @abc.abstractmethod
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
@@ -59,6 +67,10 @@ class ActionHead(nn.Module, abc.ABC):
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """What the envs receive for the recorded ``actions [K, ...]``."""
+        return actions
+
+    def to_env_tensor(self, actions: torch.Tensor) -> torch.Tensor:
+        """``to_env`` in torch, for an exported policy (a traced graph cannot call numpy)."""
         return actions
 
 
@@ -82,8 +94,11 @@ class Categorical(nn.Linear, ActionHead):
         super().__init__(features, n)
         orthogonal_init(self, gain=0.01)
 
-    def sample(self, params: torch.Tensor, greedy: bool = False) -> torch.Tensor:
-        return params.argmax(-1) if greedy else _gumbel_argmax(params)
+    def greedy_actions(self, params: torch.Tensor) -> torch.Tensor:
+        return params.argmax(-1)
+
+    def random_actions(self, params: torch.Tensor) -> torch.Tensor:
+        return _gumbel_argmax(params)
 
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return params.log_softmax(-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
@@ -106,9 +121,11 @@ class MultiCategorical(ActionHead):
     def _parts(self, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return params.split(self.nvec, dim=-1)
 
-    def sample(self, params: torch.Tensor, greedy: bool = False) -> torch.Tensor:
-        parts = self._parts(params)
-        return torch.stack([p.argmax(-1) if greedy else _gumbel_argmax(p) for p in parts], dim=-1)
+    def greedy_actions(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.stack([p.argmax(-1) for p in self._parts(params)], dim=-1)
+
+    def random_actions(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.stack([_gumbel_argmax(p) for p in self._parts(params)], dim=-1)
 
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         total = torch.zeros(params.shape[:-1], dtype=params.dtype, device=params.device)
@@ -130,9 +147,10 @@ class Bernoulli(ActionHead):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(features)
 
-    def sample(self, params: torch.Tensor, greedy: bool = False) -> torch.Tensor:
-        if greedy:
-            return (params > 0).long()
+    def greedy_actions(self, params: torch.Tensor) -> torch.Tensor:
+        return (params > 0).long()
+
+    def random_actions(self, params: torch.Tensor) -> torch.Tensor:
         return (torch.rand_like(params) < torch.sigmoid(params)).long()
 
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -178,9 +196,12 @@ class DiagGaussian(ActionHead):
         mean, log_std = params.split(self.dim, dim=-1)
         return mean, log_std
 
-    def sample(self, params: torch.Tensor, greedy: bool = False) -> torch.Tensor:
+    def greedy_actions(self, params: torch.Tensor) -> torch.Tensor:
+        return self._split(params)[0]
+
+    def random_actions(self, params: torch.Tensor) -> torch.Tensor:
         mean, log_std = self._split(params)
-        return mean if greedy else mean + log_std.exp() * torch.randn_like(mean)
+        return mean + log_std.exp() * torch.randn_like(mean)
 
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         mean, log_std = self._split(params)
@@ -197,6 +218,16 @@ class DiagGaussian(ActionHead):
         else:
             scaled = np.clip(actions, self.low, self.high)
         return scaled.astype(np.float32).reshape(actions.shape[:-1] + tuple(self.shape))
+
+    def to_env_tensor(self, actions: torch.Tensor) -> torch.Tensor:
+        # The same arithmetic as to_env, in the same order, so float32 results agree to rounding.
+        low = torch.as_tensor(self.low, device=actions.device)
+        high = torch.as_tensor(self.high, device=actions.device)
+        if self.bounds == "squash":
+            scaled = low + (torch.tanh(actions) + 1) / 2 * (high - low)
+        else:
+            scaled = torch.clamp(actions, low, high)
+        return scaled.to(torch.float32).reshape(actions.shape[:-1] + tuple(self.shape))
 
 
 def build_head(model_config: Any, features: int, space: gym.Space) -> ActionHead:

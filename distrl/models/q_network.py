@@ -27,6 +27,12 @@ def epsilon_greedy(q_values: torch.Tensor, epsilon: torch.Tensor | float) -> tor
     return torch.where(explore, random, greedy)
 
 
+def greedy_actions(q_values: torch.Tensor) -> torch.Tensor:
+    """argmax Q, the first of tied actions: what ``act(greedy=True)`` and an exported policy
+    (``distrl/export.py``) both take, so the two cannot drift apart."""
+    return q_values.argmax(-1)
+
+
 class QNetwork(nn.Module):
     """Action values on an MLP or CNN trunk; with ``dueling`` the head is split into a state
     value and advantages, Q = V + A - mean(A) (Wang et al. 2016, eq. 9)."""
@@ -54,7 +60,7 @@ class QNetwork(nn.Module):
         """Epsilon-greedy actions, with Q(s, a) of the taken action and max_a Q(s, a), which
         the worker uses for the transitions' initial priorities."""
         q = self(obs)
-        action = q.argmax(-1) if greedy else epsilon_greedy(q, torch.as_tensor(epsilon, dtype=torch.float32))
+        action = greedy_actions(q) if greedy else epsilon_greedy(q, torch.as_tensor(epsilon, dtype=torch.float32))
         return {
             "actions": action,
             "q_taken": q.gather(-1, action.unsqueeze(-1)).squeeze(-1),

@@ -61,6 +61,12 @@ class Bookkeeping:
         self.max_nonfinite = config.runtime.max_nonfinite_updates
         self.snapshot: Callable[[], None] = lambda: None  # set by the trainer: copy the learner's state
         self.check_actors: Callable[[], None] = lambda: None  # set by the trainer: count restarted actors
+        # Set by the trainer when eval.every_env_steps is on: asks for an evaluation round when
+        # one is due, and returns a round that finished since the last call (else None).
+        self.poll_evaluation: Callable[[int], Optional[dict[str, Any]]] = lambda env_steps: None
+        self.on_report: Callable[[dict[str, Any]], None] = lambda record: None  # set by the trainer
+        self.evaluating = config.eval.every_env_steps is not None
+        self.evaluation: Optional[dict[str, Any]] = None  # the newest finished evaluation round
         self.snapshot_every_s = config.runtime.learner_snapshot_every_s
         self.latest_version = 0  # the newest weights version an update reported
         self.waiting_env_steps = 0  # steps of fragments received and not yet in an update (set by the flow)
@@ -118,7 +124,13 @@ class Bookkeeping:
         stop = self.stop
         if stop.env_steps is not None and self.counters.env_steps >= stop.env_steps:
             return f"env_steps {self.counters.env_steps} >= {stop.env_steps}"
-        if (
+        if stop.reward is not None and stop.on == "eval":
+            if self.evaluation is not None and self.evaluation["return_mean"] >= stop.reward:
+                return (
+                    f"eval_return_mean {self.evaluation['return_mean']:.2f} >= {stop.reward} "
+                    f"(weights of env step {self.evaluation['env_steps']:,})"
+                )
+        elif (
             stop.reward is not None
             and len(self.recent_returns) >= RETURN_WINDOW
             and self.episode_return_mean() >= stop.reward
@@ -156,8 +168,13 @@ class Bookkeeping:
                 f"the env's rewards or observations, or lower the learning rate; --resume continues from that "
                 f"checkpoint."
             )
+        evaluated = self.poll_evaluation(self.counters.env_steps)
+        if evaluated is not None:
+            self.evaluation = evaluated
         reason = self.stop_reason()
-        if reason or self._report_due(now):
+        # A finished evaluation round is reported at once: its point on the curve belongs
+        # to the steps at which it was asked for, not to the next report's.
+        if reason or self._report_due(now) or evaluated is not None:
             self.report(now, num_workers, num_nodes)
         if reason or self._checkpoint_due(now):
             try:
@@ -201,11 +218,27 @@ class Bookkeeping:
             "waiting_env_steps": self.waiting_env_steps,
             "learner": {key: float(np.mean(values)) for key, values in self._learner_stats.items()},
         }
+        if self.evaluating:
+            record.update(self._evaluation_fields())
         self.metrics.write(record)
+        self.on_report(record)
         self._last_report = now
         self._last_report_steps = self.counters.env_steps
         self._learner_stats = {}
         self._lags = []
+
+    def _evaluation_fields(self) -> dict[str, Any]:
+        """The newest evaluation round, in every report once evaluation is on (NaN before the
+        first round finishes): ``eval_env_steps`` is the step count at which its weights were
+        taken, which lags the report's ``env_steps`` by the time the round took."""
+        found = self.evaluation or {}
+        return {
+            "eval_return_mean": found.get("return_mean", math.nan),
+            "eval_return_std": found.get("return_std", math.nan),
+            "eval_episodes": found.get("episodes", 0),
+            "eval_env_steps": found.get("env_steps"),
+            "eval_version": found.get("version"),
+        }
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps of the bookkeeping."""

@@ -109,9 +109,13 @@ def captured_stderr() -> Iterator[list[str]]:
                 sys.stderr.write(text)
 
 
-def connect(address: Optional[str], num_cpus: float) -> bool:
+def connect(address: Optional[str], num_cpus: float, verbose: bool = False) -> bool:
     """Join the cluster at ``address`` (or RAY_ADDRESS), or start an embedded Ray declaring
-    at least ``num_cpus`` CPUs. Returns True when this process started Ray (and must stop it)."""
+    at least ``num_cpus`` CPUs. Returns True when this process started Ray (and must stop it).
+
+    An embedded Ray keeps its notices to itself unless ``verbose``: they speak to whoever runs
+    a cluster (token authentication is on, how to turn it off), and on a run that is its own
+    cluster they would only break distrl's first lines. Joining a cluster shows them."""
     import ray
 
     if ray.is_initialized():
@@ -152,6 +156,8 @@ def connect(address: Optional[str], num_cpus: float) -> bool:
     prefer_loopback()
     machine_cpus = os.cpu_count() or 1
     # "local": a new embedded instance, even when a `ray start` cluster runs on this machine.
+    if not verbose:
+        common["logging_level"] = "ERROR"
     ray.init(address="local", num_cpus=max(machine_cpus, int(num_cpus + 0.999)), include_dashboard=False, **common)
     return True
 
@@ -184,13 +190,30 @@ def worker_slots(cpus_per_worker: float, free_only: bool, head_reserve: float = 
     return slots
 
 
+def in_placement_group() -> bool:
+    """Is this run inside a placement group that captures its actors (a Ray Tune trial)?
+    Then the group's bundles say where everything goes, and an actor given a scheduling
+    strategy of its own would leave the group and wait for CPUs the group already holds."""
+    from ray.util import get_current_placement_group
+
+    return get_current_placement_group() is not None
+
+
+def spread() -> dict:
+    """Actor options that spread rollout workers over the nodes (none inside a placement group)."""
+    return {} if in_placement_group() else {"scheduling_strategy": "SPREAD"}
+
+
 def on_head_node() -> dict:
     """Actor options that place it on the head node when it fits there: the learner, the
     parameter server and the replay shards hold the run's state, and the head is the one
-    node that stays while worker nodes come and go. Soft: elsewhere if the head is full."""
+    node that stays while worker nodes come and go. Soft: elsewhere if the head is full.
+    None inside a placement group (``in_placement_group``)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    if in_placement_group():
+        return {}
     for node in ray.nodes():
         if node["Alive"] and "node:__internal_head__" in node["Resources"]:
             return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)}

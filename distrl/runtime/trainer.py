@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -20,6 +21,7 @@ from distrl.config import Config
 from distrl.metrics import MetricsWriter
 from distrl.runtime import cluster
 from distrl.runtime.bookkeeping import Bookkeeping
+from distrl.runtime.evaluator import Evaluator
 from distrl.runtime.failures import LearnerDied, get_from_learner, learner_died, task_failure
 from distrl.runtime.flows import flow_for
 from distrl.runtime.learner import Learner
@@ -28,11 +30,24 @@ from distrl.runtime.worker_pool import WorkerPool
 
 
 class Trainer:
-    def __init__(self, config: Config, out_dir: Path, resume_state: Optional[dict[str, Any]] = None):
+    def __init__(
+        self,
+        config: Config,
+        out_dir: Path,
+        resume_state: Optional[dict[str, Any]] = None,
+        on_report: Optional[Callable[[dict[str, Any]], None]] = None,
+        verbose: bool = False,
+    ):
+        """``on_report``: called with each progress record (the API's hook, and Tune's);
+        ``verbose``: an embedded Ray shows its own notices too."""
         self.config = config
         self.out_dir = out_dir
         self.resume_state = resume_state
+        self.on_report = on_report
+        self.verbose = verbose
         self.pool: Optional[WorkerPool] = None  # the rollout workers, from _start() until run() ends
+        self.evaluator: Any = None  # the evaluation actor, when eval.every_env_steps is set
+        self.last_report: dict[str, Any] = {}
 
     def _learner_gpus(self) -> float:
         wanted = self.config.runtime.num_gpus_per_learner
@@ -90,6 +105,13 @@ class Trainer:
         self._snapshot()
         self.incarnations = self._incarnations()
         self.pool.latest_weights = ray.get(self.learner.newest_weights.remote())
+        if config.eval.every_env_steps is not None:
+            # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
+            self.evaluator = Evaluator.options(  # type: ignore[attr-defined]
+                num_cpus=config.eval.num_cpus, max_restarts=-1
+            ).remote(config)
+            self.evaluation_ref: Any = None
+            self.next_evaluation = self.book.counters.env_steps + config.eval.every_env_steps
         self.metrics.message(
             f"distrl: {config.algo} on {config.env.id}: {self.pool.size} rollout workers x "
             f"{runtime.envs_per_worker} envs on {self.pool.num_nodes} node(s), learner on "
@@ -159,6 +181,35 @@ class Trainer:
             f"now at version {version})"
         )
 
+    def _poll_evaluation(self, env_steps: int) -> Optional[dict[str, Any]]:
+        """The evaluation round that finished since the last call, if any; asks for the next
+        one when it is due and none is playing (a slow round delays the next, rather than
+        queueing rounds of stale weights behind it)."""
+        result = None
+        if self.evaluation_ref is not None:
+            ready, _ = ray.wait([self.evaluation_ref], timeout=0)
+            if not ready:
+                return None
+            ref, self.evaluation_ref = self.evaluation_ref, None
+            try:
+                result = ray.get(ref)
+            except (RayActorError, RayTaskError) as error:
+                self.metrics.message(
+                    f"an evaluation round failed ({str(error).strip().splitlines()[-1][:200]}); "
+                    f"training goes on and the next round is asked for as usual"
+                )
+            if result is not None and result["version"] is None:
+                result = None  # nothing was published yet
+        if self.evaluation_ref is None and env_steps >= self.next_evaluation:
+            self.evaluation_ref = self.evaluator.evaluate.remote(env_steps, self.parameter_server)
+            self.next_evaluation = env_steps + (self.config.eval.every_env_steps or 0)
+        return result
+
+    def _report(self, record: dict[str, Any]) -> None:
+        self.last_report = record
+        if self.on_report is not None:
+            self.on_report(record)
+
     def _incarnations(self) -> dict[str, list[Any]]:
         actors = {"parameter_server": [self.parameter_server], **self.flow.restartable_actors()}
         return {kind: ray.get([actor.incarnation.remote() for actor in group]) for kind, group in actors.items()}
@@ -214,21 +265,27 @@ class Trainer:
             shutil.rmtree(stale, ignore_errors=True)
         (out / "config.yaml").write_text(self.config.to_yaml())
         self.metrics = MetricsWriter(
-            out, self.config.output.tensorboard, self.config.output.console, self.config.stop.env_steps
+            out, self.config.output.tensorboard, self.config.output.console, self.config.stop.env_steps, self.config
         )
         self.book = Bookkeeping(self.config, self.metrics, self.resume_state)
         self.book.checkpoint = self._checkpoint
         self.book.snapshot = self._snapshot
         self.book.check_actors = self._check_actors
+        self.book.on_report = self._report
+        if self.config.eval.every_env_steps is not None:
+            self.book.poll_evaluation = self._poll_evaluation
         runtime = self.config.runtime
         started_ray = False
         self.pool = None
-        previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        # Python lets the main thread alone set handlers; a run driven from another thread
+        # (a Tune trial, a user's thread) leaves SIGTERM to whoever owns the process.
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if main_thread else None
         try:
             wanted = runtime.num_cpus_per_learner + (
                 0 if runtime.num_workers == "auto" else runtime.num_workers * runtime.num_cpus_per_worker
             )
-            started_ray = cluster.connect(runtime.address, wanted)
+            started_ray = cluster.connect(runtime.address, wanted, verbose=self.verbose)
             pool = self._start()
             self.book.start_clock()
             try:
@@ -241,10 +298,13 @@ class Trainer:
             self.metrics.message(f"stopped: {reason}; checkpoint in {checkpoint.latest(out)}")
             return reason
         finally:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous_sigterm)
             self.metrics.close()
             if self.pool is not None:
                 self.pool.close()
+            if self.evaluator is not None:
+                ray.kill(self.evaluator)  # a round still playing is of no use now
             if started_ray:
                 ray.shutdown()
 

@@ -112,7 +112,7 @@ class WorkerPool:
         seed = self.config.seed * 1_000_003 + 10_007 * worker_id + self.seed_offset
         # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
         self.workers[worker_id] = RolloutWorker.options(  # type: ignore[attr-defined]
-            num_cpus=self.runtime.num_cpus_per_worker, scheduling_strategy="SPREAD"
+            num_cpus=self.runtime.num_cpus_per_worker, **cluster.spread()
         ).remote(worker_id, self.config, self.parameter_server, seed, self.task)
         return worker_id
 
