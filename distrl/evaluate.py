@@ -118,12 +118,9 @@ def exact_scores(path: str | Path) -> dict[str, Any]:
     }
 
 
-def _play(env: gym.Env, policy: Policy | Any, episodes: int, greedy: bool) -> list[float]:
+def _play(env: gym.Env, policy: Policy, episodes: int, greedy: bool) -> list[float]:
     """Stops right at the end of the last episode: one more reset would start recording an
-    episode nobody asked for. ``policy``: a Policy, or a bare model for ``env``'s spaces (the
-    evaluation actor's, whose weights come from the parameter server)."""
-    if not isinstance(policy, Policy):
-        policy = Policy(policy, env.observation_space, env.action_space)
+    episode nobody asked for."""
     returns: list[float] = []
     obs, _ = env.reset()
     # A recurrent policy carries its state from step to step; None starts each episode afresh.

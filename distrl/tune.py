@@ -120,14 +120,19 @@ def _param_space(axes: Sequence[Axis], search: str, seeds: Sequence[int]) -> dic
 
 
 def _bundles(config: Any) -> list[dict[str, float]]:
+    """The trial's placement group, in the order the run's actors are pinned to it
+    (``cluster.in_bundle``): the trial's driver, the learner, one per rollout worker, and the
+    evaluator's when it reserves CPUs. Ray refuses an empty bundle, so a share of 0 CPUs gets
+    the driver's sliver, which an actor asking for none fits in too."""
     runtime = config.runtime
-    learner: dict[str, float] = {"CPU": float(runtime.num_cpus_per_learner)}
+    learner: dict[str, float] = {"CPU": max(float(runtime.num_cpus_per_learner), DRIVER_CPUS)}
     if runtime.num_gpus_per_learner not in (0, "auto"):  # "auto" is settled before the bundles are made
         learner["GPU"] = float(runtime.num_gpus_per_learner)
-    workers = [{"CPU": float(runtime.num_cpus_per_worker)} for _ in range(int(runtime.num_workers))]
-    extra = [{"CPU": float(config.eval.num_cpus)}] if config.eval.every_env_steps and config.eval.num_cpus else []
-    # Ray refuses empty bundles: a 0-CPU learner or worker share goes into the driver's.
-    return [{"CPU": DRIVER_CPUS}] + [bundle for bundle in [learner, *workers, *extra] if any(bundle.values())]
+    worker = {"CPU": max(float(runtime.num_cpus_per_worker), DRIVER_CPUS)}
+    bundles = [{"CPU": DRIVER_CPUS}, learner] + [dict(worker) for _ in range(int(runtime.num_workers))]
+    if config.eval.every_env_steps and config.eval.num_cpus:
+        bundles.append({"CPU": float(config.eval.num_cpus)})
+    return bundles
 
 
 def sweep(

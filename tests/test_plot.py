@@ -17,20 +17,21 @@ Image = pytest.importorskip("PIL.Image")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """One real run (6k steps), and two runs made from its files: "seed2", its config with
-    another seed and returns 20 lower (the same experiment, so a band), and "other", its
-    config with another learning rate (another curve). Training three runs would add half
-    a minute to the suite and test nothing more of the plotting."""
+def runs(tmp_path_factory, trained_cartpole) -> dict[str, Path]:
+    """One real run (the session's PPO CartPole run, conftest.py, its files copied as
+    "seed1"), and two runs made from its files: "seed2", its config with another seed and
+    returns 20 lower (the same experiment, so a band), and "other", its config with another
+    learning rate (another curve). Training three runs would add half a minute to the suite
+    and test nothing more of the plotting."""
+    import shutil
+
     import yaml
 
     root = tmp_path_factory.mktemp("runs")
     seed1 = root / "seed1"
-    result = run_distrl(
-        "train", "--env", "CartPole-v1", "--num-workers", "1", "--stop-env-steps", "6000", "--seed", "1",
-        "--out", str(seed1), "--set", "output.console=lines", "output.tensorboard=false",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    seed1.mkdir()
+    for name in ("config.yaml", "progress.jsonl"):
+        shutil.copy(trained_cartpole[0].run_dir / name, seed1 / name)
     folders = {"seed1": seed1}
     config = yaml.safe_load((seed1 / "config.yaml").read_text())
     records = [json.loads(line) for line in (seed1 / "progress.jsonl").read_text().splitlines() if line.strip()]

@@ -199,6 +199,22 @@ def in_placement_group() -> bool:
     return get_current_placement_group() is not None
 
 
+def in_bundle(index: int) -> dict:
+    """Actor options that place it in bundle ``index`` of the placement group this run is
+    in (``distrl.tune`` makes it: 0 the trial's driver, 1 the learner, then one per rollout
+    worker, then the evaluator's when it reserves CPUs). Pinned, because an actor free to
+    take any bundle that fits may take one sized for another (a 0.5-CPU learner in a worker's
+    0.5-CPU bundle), leaving that one nowhere to go."""
+    from ray.util import get_current_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = get_current_placement_group()
+    assert group is not None, "in_bundle() is for runs inside a placement group"
+    if index < 0:
+        index += group.bundle_count
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index)}
+
+
 def spread() -> dict:
     """Actor options that spread rollout workers over the nodes (none inside a placement group)."""
     return {} if in_placement_group() else {"scheduling_strategy": "SPREAD"}

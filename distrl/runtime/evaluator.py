@@ -26,6 +26,7 @@ import torch
 from distrl.algos import ALGORITHMS
 from distrl.envs import custom, family_of, make_env
 from distrl.models import build_model
+from distrl.policy import Policy
 from distrl.runtime.weights import set_weights
 
 # os.nice increment: below the learner and the workers, which run at the default priority.
@@ -44,11 +45,9 @@ class Evaluator:
         self.config = config
         self.env_options = {**config.env.options, **family_of(config.env.id).eval_options}
         env = make_env(config.env.id, seed=config.eval.seed, **self.env_options)
-        self.model = build_model(
-            config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head
-        )
+        model = build_model(config.model, env.observation_space, env.action_space, ALGORITHMS[config.algo].model_head)
+        self.policy = Policy(model.eval(), env.observation_space, env.action_space, config=config)
         env.close()
-        self.model.eval()
 
     def evaluate(self, env_steps: int, parameter_server: Any) -> dict[str, Any]:
         """Play ``eval.episodes`` episodes with the weights ``parameter_server`` holds now.
@@ -63,11 +62,11 @@ class Evaluator:
         if latest is None:
             return {"env_steps": env_steps, "version": None}
         version, (weights_ref,) = latest
-        set_weights(self.model, ray.get(weights_ref))
+        set_weights(self.policy.model, ray.get(weights_ref))
         env = make_env(self.config.env.id, seed=self.config.eval.seed, **self.env_options)
         try:
             torch.manual_seed(self.config.eval.seed)
-            returns = _play(env, self.model, self.config.eval.episodes, self.config.eval.greedy)
+            returns = _play(env, self.policy, self.config.eval.episodes, self.config.eval.greedy)
         finally:
             env.close()
         return {

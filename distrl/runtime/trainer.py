@@ -86,7 +86,7 @@ class Trainer:
             num_cpus=runtime.num_cpus_per_learner,
             num_gpus=gpus,
             max_restarts=runtime.max_learner_restarts,
-            **({} if gpus else head),
+            **self._learner_placement(gpus, head),
         ).remote(config)
         self.pool.task = self.flow.worker_task(self.learner)
         spaces = self.pool.start(count)
@@ -107,8 +107,10 @@ class Trainer:
         self.pool.latest_weights = ray.get(self.learner.newest_weights.remote())
         if config.eval.every_env_steps is not None:
             # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
+            # In a Tune trial, an evaluator that reserves CPUs has the group's last bundle.
+            placed = cluster.in_bundle(-1) if config.eval.num_cpus and cluster.in_placement_group() else {}
             self.evaluator = Evaluator.options(  # type: ignore[attr-defined]
-                num_cpus=config.eval.num_cpus, max_restarts=-1
+                num_cpus=config.eval.num_cpus, max_restarts=-1, **placed
             ).remote(config)
             self.evaluation_ref: Any = None
             self.next_evaluation = self.book.counters.env_steps + config.eval.every_env_steps
@@ -118,6 +120,14 @@ class Trainer:
             f"{device}; output in {self.out_dir}"
         )
         return self.pool
+
+    @staticmethod
+    def _learner_placement(gpus: float, head: dict) -> dict:
+        """Bundle 1 of a Tune trial's placement group (distrl.tune); else a GPU learner goes
+        wherever the GPU is and a CPU learner stays on the head node."""
+        if cluster.in_placement_group():
+            return cluster.in_bundle(1)
+        return {} if gpus else head
 
     def _snapshot(self) -> None:
         """Keep a copy of the learner's state in this process: what a restarted learner gets.
@@ -282,8 +292,10 @@ class Trainer:
         main_thread = threading.current_thread() is threading.main_thread()
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if main_thread else None
         try:
-            wanted = runtime.num_cpus_per_learner + (
-                0 if runtime.num_workers == "auto" else runtime.num_workers * runtime.num_cpus_per_worker
+            wanted = (
+                runtime.num_cpus_per_learner
+                + (0 if runtime.num_workers == "auto" else runtime.num_workers * runtime.num_cpus_per_worker)
+                + (self.config.eval.num_cpus if self.config.eval.every_env_steps is not None else 0)
             )
             started_ray = cluster.connect(runtime.address, wanted, verbose=self.verbose)
             pool = self._start()
