@@ -144,7 +144,7 @@ def test_a_2x2_tune_sweep_writes_its_table_plot_and_best_config(tmp_path):
         "--set",
         "stop.on=eval",
         "eval.every_env_steps=1000",
-        "eval.episodes=2",
+        "eval.episodes=1",
         "runtime.num_cpus_per_learner=0.49",
         "runtime.num_cpus_per_worker=0.5",
         timeout=900,
@@ -216,7 +216,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_trains_a_shipped_config_by_nam
     location, count = where.stdout.split()
     assert Path(location).is_relative_to(venv) and int(count) == len(shipped.names())
     train = subprocess.run(
-        [str(venv / "bin" / "distrl"), "train", "--config", "ppo_cartpole", "--stop-env-steps", "3000"],
+        [str(venv / "bin" / "distrl"), "train", "--config", "ppo_cartpole", "--stop-env-steps", "1000"],
         capture_output=True,
         text=True,
         cwd=elsewhere,
@@ -226,7 +226,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_trains_a_shipped_config_by_nam
     )
     assert train.returncode == 0, (train.stdout[-3000:], train.stderr[-3000:])
     (run,) = (elsewhere / "runs").iterdir()
-    assert read_progress(run)[-1]["env_steps"] >= 3000
+    assert read_progress(run)[-1]["env_steps"] >= 1000
     # A quiet start: distrl's own lines only (test_an_embedded_ray_keeps_its_notices_to_verbose).
     assert RAY_NOTICE not in train.stdout + train.stderr
     assert train.stdout.startswith("distrl: no stop rule") or train.stdout.startswith("distrl: ppo on")

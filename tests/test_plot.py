@@ -3,12 +3,16 @@ figure is a real image of the expected size."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from distrl.cli import main
 from distrl.plot import band, group_runs, read_run
 from tests.conftest import assert_clean_error, run_distrl
 
@@ -84,6 +88,16 @@ def test_band_matches_a_point_by_point_reference():
         assert low[i] == pytest.approx(min(values)) and high[i] == pytest.approx(max(values))
 
 
+def plot_here(*args: str) -> subprocess.CompletedProcess:
+    """``distrl plot ARGS`` through the command line's own code in this process: no Ray, and
+    no second of start-up a process would spend importing torch (the first figure of
+    test_plot_writes_a_figure_of_the_runs goes through a real process)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["plot", *args])
+    return subprocess.CompletedProcess(["distrl", "plot", *args], code, out.getvalue(), err.getvalue())
+
+
 def test_plot_writes_a_figure_of_the_runs(runs, tmp_path):
     both = tmp_path / "both.png"
     result = run_distrl("plot", str(runs["seed1"]), str(runs["seed2"]), str(runs["other"]), "-o", str(both),
@@ -91,7 +105,7 @@ def test_plot_writes_a_figure_of_the_runs(runs, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "mean of 2" in result.stdout and f"wrote {both}" in result.stdout
     one = tmp_path / "one.png"
-    assert run_distrl("plot", str(runs["other"]), "-o", str(one)).returncode == 0
+    assert plot_here(str(runs["other"]), "-o", str(one)).returncode == 0
     images = [np.asarray(Image.open(path).convert("RGB")) for path in (both, one)]
     for image in images:
         assert image.shape == (440, 1210, 3)  # 11 x 4 inches at 110 dpi
@@ -100,15 +114,15 @@ def test_plot_writes_a_figure_of_the_runs(runs, tmp_path):
 
 
 def test_bad_input_is_a_clean_error(runs, tmp_path):
-    assert_clean_error(run_distrl("plot", str(tmp_path / "missing"), "-o", str(tmp_path / "x.png")))
-    assert_clean_error(run_distrl("plot", str(runs["seed1"]), "-o", str(tmp_path / "x.jpg")))
+    assert_clean_error(plot_here(str(tmp_path / "missing"), "-o", str(tmp_path / "x.png")))
+    assert_clean_error(plot_here(str(runs["seed1"]), "-o", str(tmp_path / "x.jpg")))
     assert_clean_error(
-        run_distrl("plot", str(runs["seed1"]), str(runs["other"]), "--labels", "one", "-o", str(tmp_path / "x.png"))
+        plot_here(str(runs["seed1"]), str(runs["other"]), "--labels", "one", "-o", str(tmp_path / "x.png"))
     )
-    assert_clean_error(run_distrl("plot", str(runs["seed1"]), "--baseline", "random", "-o", str(tmp_path / "x.png")))
+    assert_clean_error(plot_here(str(runs["seed1"]), "--baseline", "random", "-o", str(tmp_path / "x.png")))
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "progress.jsonl").write_text(
         json.dumps({"time_s": 1.0, "env_steps": 10, "episode_return_mean": None}) + "\n"
     )
-    assert_clean_error(run_distrl("plot", str(empty), "-o", str(tmp_path / "x.png")))
+    assert_clean_error(plot_here(str(empty), "-o", str(tmp_path / "x.png")))
