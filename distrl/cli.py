@@ -1,5 +1,5 @@
-"""Command line: ``distrl train``, ``eval``, ``envs``, ``configs``, ``plot``, ``baseline``, ``submit`` and
-``jobs``. ``train`` is a thin layer over the Python API (``distrl.api``).
+"""Command line: ``distrl train``, ``eval``, ``export``, ``tune``, ``configs``, ``envs``, ``plot``,
+``baseline``, ``submit`` and ``jobs``. ``train`` is a thin layer over the Python API (``distrl.api``).
 
 Errors the user can fix print one paragraph and exit non-zero (2 for bad input); they
 never print a traceback.
