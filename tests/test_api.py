@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -179,9 +180,16 @@ def test_the_wheel_installs_into_a_fresh_venv_and_trains_a_shipped_config_by_nam
     The new venv gets distrl from the wheel alone; its dependencies (torch, Ray) come from this
     environment's site-packages through a .pth path line, as downloading them again would take
     minutes (the closing note of the issue records a full install with dependencies)."""
+    # Built from a copy of the sources: setuptools reuses a checkout's build/ folder, whose stale
+    # files would hide a package-data rule that no longer matches.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "distrl", source / "distrl", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     wheels = tmp_path / "wheels"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)],
         capture_output=True,
         text=True,
     )
