@@ -224,7 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a package folder of your own (your env's) uploaded for the job and importable on every node; "
         "repeat for several",
     )
-    submit.add_argument("--wait", action="store_true", help="follow the job's logs and exit with its result")
+    submit.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="print the job id and return at once (by default, as `ray job submit`, the job's logs follow until "
+        "it ends and the exit status is its outcome)",
+    )
     submit.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- train ...")
 
     jobs = sub.add_parser("jobs", help="follow submitted runs: status, logs, stop, list")

@@ -49,7 +49,10 @@ def client(address: Optional[str]):
 
     from ray.job_submission import JobSubmissionClient
 
-    logging.getLogger("ray").setLevel(logging.ERROR)  # the SDK narrates every file it packages
+    # The SDK narrates every file it packages and every socket it closes; its modules set
+    # their own loggers to INFO, so quieting Ray's root logger alone does not reach them.
+    for name in ("ray", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     from ray.exceptions import AuthenticationError
 
@@ -109,20 +112,45 @@ def submit(
         job_id = jobs.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
     except Exception as error:  # the SDK raises RuntimeError, ValueError, HTTP errors
         raise DistrlError(f"The cluster refused the job: {str(error).splitlines()[0]}") from None
-    print(job_id)
+    print(job_id, flush=True)
+    if not wait:
+        print(
+            f"submitted `{entrypoint}` from {directory}\n"
+            f"follow it with: distrl jobs logs {job_id} --follow --address {url}\n"
+            f"           or: distrl jobs status {job_id} --address {url}",
+            file=sys.stderr,
+        )
+        return 0
     print(
-        f"submitted `{entrypoint}` from {directory}\n"
-        f"follow it with: distrl jobs logs {job_id} --follow --address {url}\n"
-        f"           or: distrl jobs status {job_id} --address {url}",
+        f"submitted `{entrypoint}` from {directory}; its logs follow until it ends (--no-wait returns at once)",
         file=sys.stderr,
     )
-    if not wait:
-        return 0
-    with jobs_api_errors(job_id):
-        follow_logs(jobs, job_id)
-        status = str(jobs.get_job_status(job_id))
+    try:
+        with jobs_api_errors(job_id):
+            follow_logs(jobs, job_id)
+            info = jobs.get_job_info(job_id)
+    except KeyboardInterrupt:
+        print(
+            f"\nstopped following job {job_id}; it runs on. `distrl jobs stop {job_id} --address {url}` stops it.",
+            file=sys.stderr,
+        )
+        return 130
+    return report_outcome(job_id, info)
+
+
+def report_outcome(job_id: str, info: Any) -> int:
+    """The job's outcome as this command's exit status, so scripts and CI can chain on it: 0
+    for SUCCEEDED; for FAILED the driver's own exit code where Ray recorded one (distrl train
+    exits 2 for bad input), else 1. ``ray job submit`` exits 0 for a stopped job; here it is 1,
+    since the run did not reach its stop rule."""
+    status = str(info.status)
     print(f"job {job_id}: {status}", file=sys.stderr)
-    return 0 if status == "SUCCEEDED" else 1
+    if status == "SUCCEEDED":
+        return 0
+    if info.message:
+        print(info.message, file=sys.stderr)
+    code = getattr(info, "driver_exit_code", None)
+    return code if status == "FAILED" and isinstance(code, int) and 0 < code < 256 else 1
 
 
 @contextlib.contextmanager

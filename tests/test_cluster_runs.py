@@ -64,54 +64,46 @@ def last_progress(out: Path) -> dict:
 
 def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
     """The job trains the user's own env, whose package is on no node's path: `--py-module`
-    uploads it, and every worker imports it (env.imports) before building its envs."""
+    uploads it, and every worker imports it (env.imports) before building its envs. As
+    `ray job submit`, `distrl submit` follows the job's logs to its end and exits with its
+    outcome."""
     package = tmp_path / "usergames"
     shutil.copytree(USER_PACKAGE, package)
     local_cluster.add_node(cluster["address"], cpus=2)
     out = tmp_path / "job"
+    submit = [sys.executable, "-m", "distrl", "submit", "--address", cluster["dashboard"], "--py-module", str(package)]
+    user_env = ["--set", "env.id=GuessSign-v0", "env.imports=usergames.envs"]
     submitted = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "distrl",
-            "submit",
-            "--address",
-            cluster["dashboard"],
-            "--py-module",
-            str(package),
-            "--",
-            "train",
-            "--num-workers",
-            "2",
-            "--stop-env-steps",
-            "8000",
-            "--out",
-            str(out),
-            "--set",
-            "env.id=GuessSign-v0",
-            "env.imports=usergames.envs",
-        ],
+        [*submit, "--", "train", "--num-workers", "2", "--stop-env-steps", "8000", "--out", str(out), *user_env],
         capture_output=True,
         text=True,
         env=client_env(),
-        timeout=120,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
     )
     assert submitted.returncode == 0, submitted.stderr[-2000:]
-    job_id = submitted.stdout.strip().splitlines()[-1]
+    job_id = submitted.stdout.splitlines()[0]
     assert job_id.startswith("raysubmit_")
-
-    def finished():
-        status = run_distrl("jobs", "status", job_id, "--address", cluster["dashboard"], env=client_env())
-        state = status.stdout.strip()
-        return state if state in ("SUCCEEDED", "FAILED", "STOPPED") else None
-
-    assert wait_for(finished, 240, "the job to end") == "SUCCEEDED"
+    assert "stopped: env_steps" in submitted.stdout  # the job's log, streamed
+    assert f"job {job_id}: SUCCEEDED" in submitted.stderr
+    status = run_distrl("jobs", "status", job_id, "--address", cluster["dashboard"], env=client_env())
+    assert status.stdout.strip() == "SUCCEEDED"
     last = read_progress(out)[-1]
     assert last["num_nodes"] == 2 and last["num_workers"] == 2 and last["env_steps"] >= 8000
     # GuessSign: random play scores 5 and reading the sign 10; PPO passes 9 by about 2k steps.
     assert last["episode_return_mean"] >= 9, last
-    logs = run_distrl("jobs", "logs", job_id, "--address", cluster["dashboard"], env=client_env())
-    assert "stopped: env_steps" in logs.stdout
+
+    # A job whose run refuses its config: the driver's exit status (2, bad input) comes back.
+    refused = subprocess.run(
+        [*submit, "--", "train", "--stop-env-steps", "1000", "--out", str(tmp_path / "bad"), "--set", "ppo.lr=-1"],
+        capture_output=True,
+        text=True,
+        env=client_env(),
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    assert refused.returncode == 2, (refused.stdout[-2000:], refused.stderr[-2000:])
+    assert "FAILED" in refused.stderr and "ppo.lr" in refused.stdout + refused.stderr
 
     # Ray's own CLI works too: `ray job submit -- distrl train ...`.
     plain = tmp_path / "plain"
