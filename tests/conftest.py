@@ -49,6 +49,38 @@ def read_progress(out_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def distrl_here(*args: str) -> subprocess.CompletedProcess:
+    """``distrl ARGS`` through the command line's own code in this process, for commands that
+    end before any Ray starts (bad input, plots, baselines): the same code and messages as
+    in a process of its own, without the second and a half of start-up each one would spend
+    importing torch. Refuses a command that did start Ray here."""
+    import contextlib
+    import io
+
+    import ray
+
+    from distrl.cli import main
+
+    started: list[str] = []
+
+    def tripwire(*_args, **_kwargs):  # a run that reaches Ray belongs in a process of its own
+        started.append("ray.init")
+        raise RuntimeError("ray.init called in the test process")
+
+    out, err = io.StringIO(), io.StringIO()
+    init, ray.init = ray.init, tripwire
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 2
+    finally:
+        ray.init = init
+    assert not started, f"distrl {' '.join(args)} starts Ray: run it with run_distrl"
+    return subprocess.CompletedProcess(["distrl", *args], code, out.getvalue(), err.getvalue())
+
+
 def assert_clean_error(result: subprocess.CompletedProcess, code: int = 2) -> None:
     """A user error: the expected exit code, one short message, no traceback."""
     assert result.returncode == code, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])

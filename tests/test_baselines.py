@@ -11,7 +11,7 @@ import pytest
 from distrl.baselines import market_momentum, play
 from distrl.envs import make_env
 from distrl.envs.market_making import BUY, HOLD, SELL
-from tests.conftest import assert_clean_error, read_progress, run_distrl
+from tests.conftest import assert_clean_error, distrl_here, read_progress, run_distrl
 
 QUOTES_CSV = Path(__file__).parent.parent / "configs" / "tutorials" / "data" / "quotes.csv"
 
@@ -51,13 +51,13 @@ def test_random_cartpole_is_the_known_floor():
 
 
 def test_cli_prints_the_mean_and_rejects_what_it_cannot_do():
-    result = run_distrl("baseline", "distrl/MarketMaking-v0", "--policy", "heuristic", "--episodes", "5",
+    result = distrl_here("baseline", "distrl/MarketMaking-v0", "--policy", "heuristic", "--episodes", "5",
                         "--set", "env.options.split=test")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "policy: heuristic" in result.stdout and "return mean:" in result.stdout
-    assert_clean_error(run_distrl("baseline", "CartPole-v1", "--policy", "heuristic"))
-    assert_clean_error(run_distrl("baseline", "CartPole-v1", "--set", "ppo.lr=1"))
-    assert_clean_error(run_distrl("baseline", "NoSuchEnv-v9"))
+    assert_clean_error(distrl_here("baseline", "CartPole-v1", "--policy", "heuristic"))
+    assert_clean_error(distrl_here("baseline", "CartPole-v1", "--set", "ppo.lr=1"))
+    assert_clean_error(distrl_here("baseline", "NoSuchEnv-v9"))
 
 
 def test_eval_judges_a_trained_policy_on_held_out_data(tmp_path):
@@ -82,6 +82,6 @@ def test_eval_judges_a_trained_policy_on_held_out_data(tmp_path):
     assert on_test != on_train
     assert mean("env.options.split=test") == on_test  # seeded: the same episodes again
     assert mean(f"env.options.data={QUOTES_CSV}", "env.options.split=test") not in (on_train, on_test)
-    assert_clean_error(run_distrl("eval", str(out), "--set", "ppo.lr=1"))
-    assert_clean_error(run_distrl("eval", str(out), "--set", "env.options.splitt=test"))
-    assert_clean_error(run_distrl("eval", str(out), "--set", "env.options.split=validation"))
+    assert_clean_error(distrl_here("eval", str(out), "--set", "ppo.lr=1"))
+    assert_clean_error(distrl_here("eval", str(out), "--set", "env.options.splitt=test"))
+    assert_clean_error(distrl_here("eval", str(out), "--set", "env.options.split=validation"))

@@ -124,7 +124,7 @@ def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
             "--num-workers",
             "2",
             "--stop-env-steps",
-            "4000",
+            "2000",
             "--out",
             str(plain),
         ],
@@ -134,7 +134,7 @@ def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
         timeout=240,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert read_progress(plain)[-1]["env_steps"] >= 4000
+    assert read_progress(plain)[-1]["env_steps"] >= 2000
 
 
 def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
@@ -279,7 +279,7 @@ def test_auto_waits_for_a_node_when_the_head_holds_only_the_learner(tmp_path):
             "--num-workers",
             "auto",
             "--stop-env-steps",
-            "20000",
+            "8000",
             "--out",
             str(out),
             "--set",
@@ -303,7 +303,7 @@ def test_auto_waits_for_a_node_when_the_head_holds_only_the_learner(tmp_path):
     assert process.returncode == 0, output[-3000:]
     assert "waiting for resources" in output
     records = read_progress(out)
-    assert records[-1]["env_steps"] >= 20000 and records[-1]["num_nodes"] == 1 and records[-1]["num_workers"] >= 1
+    assert records[-1]["env_steps"] >= 8000 and records[-1]["num_nodes"] == 1 and records[-1]["num_workers"] >= 1
 
 
 def _alive_actors(address: str) -> list[dict]:

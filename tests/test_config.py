@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import assert_clean_error, run_distrl
+from conftest import assert_clean_error, distrl_here
 from distrl.config import load_yaml, parse_override, resolve
 from distrl.errors import ConfigError
 
@@ -68,7 +68,7 @@ def test_resolved_yaml_round_trips(tmp_path):
 
 
 def test_cli_unknown_key_exits_2_without_traceback(tmp_path):
-    result = run_distrl("train", "--set", "ppo.clip_cof=0.1", "--out", str(tmp_path / "run"))
+    result = distrl_here("train", "--set", "ppo.clip_cof=0.1", "--out", str(tmp_path / "run"))
     assert_clean_error(result)
     assert "ppo.clip_coef" in result.stderr
     assert not (tmp_path / "run").exists()
@@ -77,13 +77,13 @@ def test_cli_unknown_key_exits_2_without_traceback(tmp_path):
 def test_cli_bad_yaml_file_and_wrong_type(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("ppo:\n  lr: [1, 2\n")
-    assert_clean_error(run_distrl("train", "--config", str(bad)))
-    assert_clean_error(run_distrl("train", "--num-workers", "two"))
-    assert_clean_error(run_distrl("train", "--config", str(tmp_path / "missing.yaml")))
+    assert_clean_error(distrl_here("train", "--config", str(bad)))
+    assert_clean_error(distrl_here("train", "--num-workers", "two"))
+    assert_clean_error(distrl_here("train", "--config", str(tmp_path / "missing.yaml")))
 
 
 def test_cli_unknown_env_id_exits_2(tmp_path):
-    result = run_distrl("train", "--env", "CartPol-v1", "--stop-env-steps", "100", "--out", str(tmp_path / "r"))
+    result = distrl_here("train", "--env", "CartPol-v1", "--stop-env-steps", "100", "--out", str(tmp_path / "r"))
     assert_clean_error(result)
     assert "CartPole-v1" in result.stderr
 

@@ -3,8 +3,6 @@ figure is a real image of the expected size."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 from pathlib import Path
@@ -12,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distrl.cli import main
 from distrl.plot import band, group_runs, read_run
-from tests.conftest import assert_clean_error, run_distrl
+from tests.conftest import assert_clean_error, distrl_here, run_distrl
 
 pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")
@@ -89,13 +86,9 @@ def test_band_matches_a_point_by_point_reference():
 
 
 def plot_here(*args: str) -> subprocess.CompletedProcess:
-    """``distrl plot ARGS`` through the command line's own code in this process: no Ray, and
-    no second of start-up a process would spend importing torch (the first figure of
+    """``distrl plot ARGS`` in this process (the first figure of
     test_plot_writes_a_figure_of_the_runs goes through a real process)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["plot", *args])
-    return subprocess.CompletedProcess(["distrl", "plot", *args], code, out.getvalue(), err.getvalue())
+    return distrl_here("plot", *args)
 
 
 def test_plot_writes_a_figure_of_the_runs(runs, tmp_path):

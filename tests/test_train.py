@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import assert_clean_error, read_progress, run_distrl
+from conftest import assert_clean_error, distrl_here, read_progress, run_distrl
 from distrl import checkpoint
 from distrl.metrics import CONTRACT_FIELDS
 
@@ -107,7 +107,7 @@ def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
     damaged = (newest / "state.pt").read_bytes()[:100]
     (newest / "state.pt").write_bytes(damaged)
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert_clean_error(run_distrl("eval", str(newest)))
+    assert_clean_error(distrl_here("eval", str(newest)))
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == kept
     rows_before = len(read_progress(out))
     from_steps = json.loads((previous / "meta.json").read_text())["env_steps"]
@@ -121,7 +121,7 @@ def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
     # Resuming an older checkpoint into the same folder would write over newer ones.
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())
     oldest = sorted((out / "checkpoints").glob("ckpt-*"))[0]
-    result = run_distrl("train", "--resume", str(oldest), "--stop-env-steps", "20000")
+    result = distrl_here("train", "--resume", str(oldest), "--stop-env-steps", "20000")
     assert_clean_error(result)
     assert "newer checkpoints" in result.stderr
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == kept
@@ -168,7 +168,7 @@ def test_async_sampling_overlaps_and_reuse_of_a_run_folder_is_refused(tmp_path):
     (saved,) = list((out / "checkpoints").glob("ckpt-*"))
     assert json.loads((saved / "meta.json").read_text())["learner_updates"] == records[-1]["learner_updates"]
 
-    again = run_distrl("train", "--stop-env-steps", "1000", "--out", str(out))
+    again = distrl_here("train", "--stop-env-steps", "1000", "--out", str(out))
     assert_clean_error(again)
     assert "already holds a run" in again.stderr
     assert read_progress(out) == records
@@ -237,6 +237,6 @@ def test_atari_pong_smoke_run(tmp_path):
 
 
 def test_no_stop_rule_means_the_env_reward_threshold():
-    result = run_distrl("train", "--print-config")
+    result = distrl_here("train", "--print-config")
     assert result.returncode == 0
     assert "reward: 475.0" in result.stdout and "reward threshold" in result.stdout

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import USER_PACKAGE, assert_clean_error, read_progress, run_distrl
+from conftest import USER_PACKAGE, assert_clean_error, distrl_here, read_progress, run_distrl
 
 pytestmark = pytest.mark.slow
 ENV = {
@@ -56,7 +56,7 @@ def test_ppo_swings_up_pendulum(tmp_path):
 
 @pytest.mark.parametrize("algo, name", [("dqn", "DQN"), ("qlearning", "Tabular Q-learning")])
 def test_value_methods_refuse_a_box_action_before_ray_starts(tmp_path, algo, name):
-    result = run_distrl("train", "--algo", algo, "--env", "Pendulum-v1", "--out", str(tmp_path / algo))
+    result = distrl_here("train", "--algo", algo, "--env", "Pendulum-v1", "--out", str(tmp_path / algo))
     assert_clean_error(result)
     assert f"{name} takes Discrete actions only" in result.stderr and "ppo, a2c" in result.stderr
     assert "Ray" not in result.stdout and not (tmp_path / algo / "progress.jsonl").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USER_PACKAGE, assert_clean_error, read_progress, run_distrl
+from conftest import USER_PACKAGE, assert_clean_error, distrl_here, read_progress, run_distrl
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_a_misspelled_module_gets_one_paragraph_naming_it(user_package, tmp_path
 
 
 def test_an_unknown_id_names_the_forms_for_your_own_env(tmp_path):
-    result = run_distrl("train", "--env", "GuessSign-v0", "--out", str(tmp_path / "x"))
+    result = distrl_here("train", "--env", "GuessSign-v0", "--out", str(tmp_path / "x"))
     assert_clean_error(result)
     assert "env.imports" in result.stderr and "env.entry_point" in result.stderr
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from gymnasium.utils.env_checker import check_env
 
-from conftest import assert_clean_error, run_distrl
+from conftest import assert_clean_error, distrl_here
 from distrl.envs import check_id, make_env
 from distrl.envs.retro import SONIC_ACTIONS, ProgressOnly, check_scenario, check_state, default_actions
 from distrl.errors import ConfigError, EnvironmentNotAvailable
@@ -126,14 +126,14 @@ def test_a_list_of_start_states_draws_one_per_episode(tmp_path):
 
 
 def test_cli_without_the_sonic_rom_exits_with_the_instructions(tmp_path):
-    result = run_distrl("train", "--env", "retro/SonicTheHedgehog-Genesis-v0", "--out", str(tmp_path / "r"))
+    result = distrl_here("train", "--env", "retro/SonicTheHedgehog-Genesis-v0", "--out", str(tmp_path / "r"))
     assert_clean_error(result)
     assert "python -m stable_retro.import DIR" in result.stderr and "SonicTheHedgehog" in result.stderr
 
 
 @pytest.mark.parametrize("config", ["mario_a2c.yaml", "sonic_a3c.yaml"])
 def test_the_rom_configs_without_their_rom_exit_with_the_instructions(config, tmp_path):
-    result = run_distrl("train", "--config", str(CONFIGS / config), "--out", str(tmp_path / "r"))
+    result = distrl_here("train", "--config", str(CONFIGS / config), "--out", str(tmp_path / "r"))
     assert_clean_error(result)
     assert "python -m stable_retro.import DIR" in result.stderr
 
