@@ -16,9 +16,10 @@ What it needs, and why:
   shell profile and Ray temp folder) and starts an sshd on 127.0.0.1:22 (Ray's launcher has
   no SSH port option) unless one already listens there;
 - Debian's openssh-server and rsync (`apt-get install openssh-server rsync`);
-- this Python environment with distrl's dependencies: the user's Python environment is a
-  fresh venv that sees them through a path file, as downloading torch and Ray again would take
-  minutes; distrl itself is installed into it by the template's setup command.
+- this Python environment with distrl's dependencies, and the machine's own Python of the
+  same version: the user's environment is a fresh venv of that Python, which sees the
+  dependencies through a path file, as downloading torch and Ray again would take minutes;
+  distrl itself is installed into it by the template's setup command.
 Nothing leaves the machine: every connection goes to 127.0.0.1. Exit status 0 when every
 check holds, 1 when one fails, 77 when a prerequisite is missing (the message says which).
 """
@@ -52,10 +53,7 @@ SSHD = "/usr/sbin/sshd"
 def missing_prerequisite() -> Optional[str]:
     """Why the check cannot run here, or None."""
     if os.geteuid() != 0:
-        return (
-            "the ray up check needs root: it creates a login user for the cluster's SSH and an sshd on "
-            "127.0.0.1:22 (run it with sudo)"
-        )
+        return "the ray up check needs root: it creates a login user for the cluster's SSH and an sshd on 127.0.0.1:22"
     absent = [tool for tool in ("ssh", "ssh-keygen", "rsync", "useradd", "userdel") if shutil.which(tool) is None]
     if not Path(SSHD).is_file():
         absent.append("sshd")
@@ -165,9 +163,10 @@ def user_processes() -> list[str]:
 
 def make_user(work: Path, python: str) -> Path:
     """The remote account: a home under ``work``, a key it accepts, and a shell profile that
-    puts its own Python environment first (where the setup command installs distrl) and its
-    Ray temp folder in its home. Ray's launcher runs every command through ``bash --login``
-    after sourcing ~/.bashrc, as on a real machine."""
+    puts its own Python environment first (where the setup command installs distrl) and gives
+    its Ray a temp folder of its own (the machine's /tmp/ray belongs to other users' Ray).
+    Ray's launcher runs every command through ``bash --login`` after sourcing ~/.bashrc, as
+    on a real machine."""
     home = work / "home"
     if run(["id", USER], capture_output=True).returncode == 0:  # left by a check that was killed
         run(["pkill", "-KILL", "-u", USER])
