@@ -9,7 +9,7 @@ command, start Ray with its head start commands, then `distrl submit` a run and 
 This script derives a one-machine variant of the template (`derive`: head 127.0.0.1, no
 worker machines, a login user and SSH key made for the check, this checkout as the mounted
 project) and runs all of that, then checks the run's progress.jsonl and that no process of
-the cluster is left.
+the cluster, and no file of its user outside the check's work folder, is left.
 
 What it needs, and why:
 - root: it creates the login user `distrl-rayup` (the "remote" account, with its own home,
@@ -161,6 +161,13 @@ def user_processes() -> list[str]:
     return [line for line in lines if not line.split(maxsplit=1)[-1].startswith("sshd:")]
 
 
+def files_left_in_tmp(work: Path) -> list[str]:
+    """What the check's user made in the machine's temp folder: the user is deleted at the
+    end, so anything there would be left behind with an owner nobody has."""
+    found = run(["find", tempfile.gettempdir(), "-maxdepth", "1", "-user", USER], capture_output=True)
+    return [path for path in found.stdout.split() if Path(path) != work and not Path(path).is_relative_to(work)]
+
+
 def make_user(work: Path, python: str) -> Path:
     """The remote account: a home under ``work``, a key it accepts, and a shell profile that
     puts its own Python environment first (where the setup command installs distrl) and gives
@@ -194,12 +201,16 @@ def make_user(work: Path, python: str) -> Path:
     (home / ".bashrc").write_text(
         f"export PATH={venv}/bin:$PATH\n"
         f"export RAY_TMPDIR={work}/r\n"
+        # Its other temp files too (torch makes /tmp/torchinductor_<user>): a real machine
+        # keeps them, the check removes everything it made.
+        f"export TMPDIR={work}/tmp\n"
         # distrl's build needs setuptools >= 77, which the outer environment has: build in
         # place rather than download it again.
         "export PIP_NO_BUILD_ISOLATION=0 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1\n"
     )
     (work / "r").mkdir()
-    run(["chown", "-R", f"{USER}:{USER}", str(home), str(work / "r")], check=True)
+    (work / "tmp").mkdir()
+    run(["chown", "-R", f"{USER}:{USER}", str(home), str(work / "r"), str(work / "tmp")], check=True)
     return key
 
 
@@ -335,6 +346,9 @@ def check(work: Path, steps: Steps, env_steps: int) -> list[str]:
             failures.append("processes left after ray down:\n" + "\n".join(left))
         else:
             steps.say("ray down -y: no process of the cluster left")
+        strays = files_left_in_tmp(work)
+        if strays:
+            failures.append("the user's files left outside the work folder: " + ", ".join(strays))
         if sshd is not None:
             sshd.terminate()
             sshd.wait(timeout=30)
