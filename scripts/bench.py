@@ -212,16 +212,10 @@ def ceilings(seconds: float) -> None:
 def clusters(env_ids: list[str], workers: int, seconds: float) -> None:
     """Sampling throughput with the same number of workers on one node and on two nodes of
     a `ray start` cluster on 127.0.0.1 (scripts/local_cluster.py), measured back to back."""
-    import socket
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import local_cluster
-
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
 
     print("| env | workers | layout | nodes used | sampling steps/s |")
     print("|---|---|---|---|---|")
@@ -229,12 +223,12 @@ def clusters(env_ids: list[str], workers: int, seconds: float) -> None:
     for env_id in env_ids:
         for layout in ("1 node", "2 nodes"):
             local_cluster.stop()
-            port = free_port()
+            port = local_cluster.free_port()
             address = f"127.0.0.1:{port}"
             if layout == "1 node":
-                local_cluster.start_head(port, free_port(), cpus=workers)
+                local_cluster.start_head(port, local_cluster.free_port(), cpus=workers)
             else:
-                local_cluster.start_head(port, free_port(), cpus=workers // 2)
+                local_cluster.start_head(port, local_cluster.free_port(), cpus=workers // 2)
                 local_cluster.add_node(address, cpus=workers - workers // 2)
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
             expected = 1 if layout == "1 node" else 2

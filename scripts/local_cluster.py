@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,14 @@ def environment() -> dict[str, str]:
     # that call `python` get this interpreter.
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     return {**os.environ, **LOOPBACK_ENV, "PATH": path}
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it), so clusters started side by side or
+    after one that was killed do not collide."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def ray_command() -> list[str]:

@@ -49,6 +49,9 @@ USER = "distrl-rayup"
 SKIPPED = 77  # the exit status automake and friends use for "not run here"
 SSHD = "/usr/sbin/sshd"
 
+sys.path.insert(0, str(ROOT / "scripts"))
+import local_cluster  # noqa: E402  (a sibling script, not a package)
+
 
 def missing_prerequisite() -> Optional[str]:
     """Why the check cannot run here, or None."""
@@ -125,12 +128,6 @@ def derive(
         for command in template["head_start_ray_commands"]
     ]
     return config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening(port: int) -> bool:
@@ -252,7 +249,7 @@ def check(work: Path, steps: Steps, env_steps: int) -> list[str]:
     token = work / "auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
-    port, dashboard = free_port(), free_port()
+    port, dashboard = local_cluster.free_port(), local_cluster.free_port()
     home = work / "home"
     config = derive(
         yaml.safe_load(TEMPLATE.read_text()),
@@ -272,7 +269,7 @@ def check(work: Path, steps: Steps, env_steps: int) -> list[str]:
         "PATH": os.path.dirname(python) + os.pathsep + os.environ.get("PATH", ""),
     }
     client.pop("RAY_ADDRESS", None)
-    ray = [python, "-m", "ray.scripts.scripts"]
+    ray = local_cluster.ray_command()
     try:
         up = run(
             [*ray, "up", "-y", "--no-config-cache", str(cluster_file)], capture_output=True, env=client, timeout=600

@@ -22,7 +22,6 @@ import argparse
 import importlib.util
 import json
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,12 +35,6 @@ _spec = importlib.util.spec_from_file_location("local_cluster", ROOT / "scripts"
 assert _spec is not None and _spec.loader is not None
 local_cluster = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(local_cluster)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def actor_memory(driver_pid: int) -> dict[str, dict[str, float]]:
@@ -97,7 +90,7 @@ def main() -> int:
     parser.add_argument("--samples", type=Path, default=Path("soak.jsonl"))
     args = parser.parse_args()
 
-    port, dashboard = free_port(), free_port()
+    port, dashboard = local_cluster.free_port(), local_cluster.free_port()
     address = f"127.0.0.1:{port}"
     local_cluster.start_head(port, dashboard, cpus=args.cpus)
     out = Path(tempfile.mkdtemp(prefix="distrl-soak-")) / "run"

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,10 @@ local_cluster = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(local_cluster)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def cluster():
     """A head node; the test adds worker nodes. Everything is stopped afterwards."""
-    port, dashboard = free_port(), free_port()
+    port, dashboard = local_cluster.free_port(), local_cluster.free_port()
     local_cluster.stop()
     local_cluster.start_head(port, dashboard, cpus=int(os.environ.get("DISTRL_TEST_HEAD_CPUS", "3")))
     yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard}"}
@@ -214,7 +207,7 @@ def test_wrong_token_and_unreachable_address_get_one_clear_message(cluster, tmp_
         assert_clean_error(unknown, code=1)
         assert "raysubmit_nope" in unknown.stderr
 
-    nobody = f"127.0.0.1:{free_port()}"
+    nobody = f"127.0.0.1:{local_cluster.free_port()}"
     started = time.monotonic()
     unreachable = run_distrl(
         "train", "--address", nobody, "--out", str(tmp_path / "other"), env=client_env(), timeout=120
@@ -263,7 +256,7 @@ def test_auto_waits_for_a_node_when_the_head_holds_only_the_learner(tmp_path):
     """A cloud cluster often starts with a head that has room for the learner only; rollout
     workers come with the nodes the autoscaler adds, minutes later. `--num-workers auto`
     must wait for them past its placement patience (here 5 s), not give up."""
-    port, dashboard = free_port(), free_port()
+    port, dashboard = local_cluster.free_port(), local_cluster.free_port()
     address = f"127.0.0.1:{port}"
     local_cluster.stop()
     local_cluster.start_head(port, dashboard, cpus=1)
