@@ -556,6 +556,9 @@ def resolve(user: dict[str, Any]) -> Config:
     merged = deep_merge(preset_for(algo, env_id), user)
     config = _build(Config, merged, "", _valid_keys(Config))
     validate(config)
+    settle = ALGORITHMS[config.algo].resolve
+    if settle is not None:
+        settle(config.algo_config, config)
     return config
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -31,6 +31,14 @@ from distrl.algos.common import OptimizedAlgorithm, clip_rewards
 from distrl.algos.interface import AlgorithmSpec, Behaviour, Progress, ReplaySettings, Update
 from distrl.algos.returns import nstep_targets
 from distrl.options import option
+
+# Ape-X's ladder was made for hundreds of actors (360 in the paper): over N copies, about half
+# explore at less than base^4.5 (0.016 with the default base 0.4). With one worker of 4
+# copies and base 0.1 (the tutorials' Breakout config until issue 31), three copies acted
+# almost greedily (epsilon 5e-4, 2e-6, 1e-8) once the anneal ended, and the run had one
+# exploring copy. From this many copies on, the default ladder has 18 copies exploring at
+# 1% or more.
+LADDER_FROM_COPIES = 32
 
 
 @dataclass
@@ -68,10 +76,21 @@ class DQNConfig:
         None, "beta rises linearly to 1 over this many env steps (null: stays)"
     )
     priority_eps: float = option(1e-6, "added to |TD error| so no transition gets priority 0")
+    exploration: str = option(
+        "auto",
+        "linear: every env copy's epsilon falls from 1 to epsilon_final over epsilon_anneal_env_steps (DQN's "
+        "and CleanRL's schedule, for a few copies); ladder: Ape-X's fixed epsilon per copy (for many actors); "
+        f"auto: linear below {LADDER_FROM_COPIES} env copies in all, the ladder from there (and with "
+        "runtime.num_workers=auto)",
+        choices=("auto", "linear", "ladder"),
+    )
+    epsilon_final: float = option(0.01, "linear: the epsilon every copy keeps after epsilon_anneal_env_steps")
     epsilon_base: float = option(0.4, "Ape-X's ladder over all env copies: epsilon_i = base^(1 + alpha i / (N - 1))")
     epsilon_alpha: float = option(7.0, "the ladder's alpha (see epsilon_base)")
     epsilon_anneal_env_steps: int = option(
-        0, "> 0: every copy starts fully random and anneals to its ladder value over this many env steps"
+        0,
+        "linear: the anneal's length (0: epsilon_final from the start); ladder: > 0 starts every copy fully "
+        "random and anneals it to its rung over this many env steps",
     )
     reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
 
@@ -89,7 +108,7 @@ class DQNConfig:
         ):
             if getattr(self, key) <= 0:
                 raise ValueError(f"Config key 'dqn.{key}' must be > 0, got {getattr(self, key)}.")
-        for key in ("gamma", "tau", "epsilon_base", "priority_beta"):
+        for key in ("gamma", "tau", "epsilon_base", "epsilon_final", "priority_beta"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"Config key 'dqn.{key}' must be in [0, 1], got {getattr(self, key)}.")
 
@@ -97,7 +116,13 @@ class DQNConfig:
 PRESETS = {
     "pixels": {
         "runtime": {"envs_per_worker": 4, "fragment_length": 50},
-        "dqn": {"reward_clip": 1.0, "priority_beta_anneal_env_steps": 10_000_000},
+        # 250k env steps (1M frames) of epsilon anneal: Dopamine's DQN; it applies to the
+        # linear schedule and to the ladder's start alike.
+        "dqn": {
+            "reward_clip": 1.0,
+            "priority_beta_anneal_env_steps": 10_000_000,
+            "epsilon_anneal_env_steps": 250_000,
+        },
     },
     # CartPole, tuned here with 2 workers (solves it in about 80k steps): in the spirit of
     # rl-baselines3-zoo's DQN (batch 64, a high replay ratio) with a smaller net, 3-step
@@ -120,6 +145,7 @@ PRESETS = {
             "replay_capacity": 1_000_000,
             "learning_starts": 1000,
             "replay_ratio": 32.0,
+            "exploration": "ladder",
             "epsilon_base": 0.1,
             "epsilon_alpha": 7.0,
             "epsilon_anneal_env_steps": 10_000,
@@ -130,9 +156,27 @@ PRESETS = {
 }
 
 
+def settle_exploration(config: DQNConfig, run: Any) -> None:
+    """``exploration: auto`` -> linear or ladder by the number of env copies (see
+    ``LADDER_FROM_COPIES``); elastic workers (``num_workers: auto``) are a cluster's worth."""
+    if config.exploration != "auto":
+        return
+    workers = run.runtime.num_workers
+    copies = None if workers == "auto" else workers * run.runtime.envs_per_worker
+    config.exploration = "ladder" if copies is None or copies >= LADDER_FROM_COPIES else "linear"
+
+
 def epsilons(config: DQNConfig, at: Behaviour) -> np.ndarray:
-    """Each env copy's exploration rate: Ape-X's ladder over all copies (the first copy
-    explores most), reached by a linear anneal from 1 over ``epsilon_anneal_env_steps``."""
+    """Each env copy's exploration rate. Linear: one epsilon for all copies, from 1 down to
+    ``epsilon_final`` over ``epsilon_anneal_env_steps`` (Mnih et al. 2015). Ladder: Ape-X's
+    fixed rate per copy (the first copy explores most), reached by a linear anneal from 1
+    over ``epsilon_anneal_env_steps``."""
+    if config.exploration == "linear":
+        horizon = config.epsilon_anneal_env_steps
+        left = max(0.0, 1.0 - at.env_steps / horizon) if horizon else 0.0
+        epsilon = config.epsilon_final + (1.0 - config.epsilon_final) * left
+        return np.full(at.envs_per_worker, epsilon, dtype=np.float32)
+    assert config.exploration == "ladder", "resolve() settles exploration=auto before a run"
     total = max(at.num_workers * at.envs_per_worker, 1)
     index = at.rank * at.envs_per_worker + np.arange(at.envs_per_worker)
     exponent = 1 + config.epsilon_alpha * index / max(total - 1, 1)
@@ -271,4 +315,5 @@ SPEC = AlgorithmSpec(
     model_head="q_network",
     behaviour=behaviour,
     worker_postprocess=initial_priorities,
+    resolve=settle_exploration,
 )

@@ -153,3 +153,6 @@ class AlgorithmSpec:
     behaviour: Optional[Callable[[Any, Behaviour], dict[str, Any]]] = None
     # Arrays a worker adds to each fragment before it leaves (initial priorities).
     worker_postprocess: Optional[Callable[[dict[str, np.ndarray], Any], dict[str, np.ndarray]]] = None
+    # Settles the section's "auto" choices from the whole resolved config (DQN's exploration
+    # schedule by the number of env copies), so that OUT/config.yaml says what ran.
+    resolve: Optional[Callable[[Any, Any], None]] = None

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import gymnasium as gym
 import numpy as np
 
 from distrl.envs import atari, family_of, make_env
@@ -144,6 +145,11 @@ class AtariBatch:
     Episode bookkeeping: with ``terminal_on_life_loss`` a lost life reports ``terminated``
     while the game plays on; a game over resets the copy in the same step. A reset shows as
     the copy's frame counter going back, which is how a game over is told from a lost life.
+
+    The frames are stacked here, not by ale-py: its stack starts an episode with zero frames
+    and runs on across a lost life, while replay (``runtime/replay.py``) rebuilds a stack by
+    repeating an episode's first frame, as ``EnvLoop``'s ``FrameStack`` fills it. One rule on
+    every path means the Q-network is trained on the stacks the actor acted on.
     """
 
     def __init__(self, env_id: str, num_envs: int, seed: int, options: dict[str, Any], num_threads: int = 1):
@@ -163,7 +169,7 @@ class AtariBatch:
             img_height=opts["screen_size"],
             img_width=opts["screen_size"],
             grayscale=opts["grayscale"],
-            stack_num=opts["frame_stack"],
+            stack_num=1,
             maxpool=True,
             episodic_life=False,
             life_loss_info=opts["terminal_on_life_loss"],
@@ -175,8 +181,14 @@ class AtariBatch:
         )
         self.num_envs = num_envs
         self.seed = seed
-        self.observation_space = self.env.single_observation_space
+        frame = self.env.single_observation_space  # [1, H, W] (gray) or [1, H, W, 3]
+        assert isinstance(frame, gym.spaces.Box)
+        depth = opts["frame_stack"]
+        self.observation_space = gym.spaces.Box(
+            np.repeat(frame.low, depth, axis=0), np.repeat(frame.high, depth, axis=0), dtype=np.uint8
+        )
         self.action_space = self.env.single_action_space
+        self._stack = np.zeros((num_envs, *self.observation_space.shape), dtype=frame.dtype)
         self._returns = np.zeros(num_envs, dtype=np.float64)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
         self._frame = np.zeros(num_envs, dtype=np.int64)
@@ -186,12 +198,13 @@ class AtariBatch:
         self._returns[:] = 0
         self._lengths[:] = 0
         self._frame[:] = info["episode_frame_number"]
-        return obs
+        self._stack[:] = obs  # [K, 1, ...] broadcast: every slot holds the first frame
+        return self._stack.copy()
 
     def step(self, actions: np.ndarray) -> VectorStep:
-        obs, rewards, terminated, truncated, info = self.env.step(actions.astype(np.int64, copy=False))
+        frames, rewards, terminated, truncated, info = self.env.step(actions.astype(np.int64, copy=False))
         out = VectorStep(
-            obs=obs,
+            obs=self._stack,
             rewards=rewards.astype(np.float32),
             terminated=terminated.astype(bool, copy=False),
             truncated=truncated.astype(bool, copy=False),
@@ -207,8 +220,14 @@ class AtariBatch:
                 self._returns[k] = 0
                 self._lengths[k] = 0
             for k in np.flatnonzero(out.truncated & ~out.terminated):
-                out.final_obs[int(k)] = info["final_obs"][k]
+                out.final_obs[int(k)] = np.concatenate([self._stack[k, 1:], info["final_obs"][k]])
+        self._stack[:, :-1] = self._stack[:, 1:]
+        self._stack[:, -1:] = frames
+        # A new episode for learning (a lost life included) starts from its first frame alone.
+        for k in np.flatnonzero(out.terminated | out.truncated):
+            self._stack[k] = frames[k]
         self._frame = frame
+        out.obs = self._stack.copy()
         return out
 
     def close(self) -> None:

@@ -157,8 +157,11 @@ def build_trunk(model_config, obs_space: gym.Space, part: bool = False) -> Trunk
         return MultiInput(obs_space, lambda leaf: build_trunk(model_config, leaf, part=True), model_config.activation)
     shape = tuple(obs_space.shape or ())
     # A Dict's images are its uint8 parts (envs/packed.py); a float [C, H, W] part is numbers.
-    is_image = len(shape) == 3 and (not part or obs_space.dtype == np.uint8)
-    big_enough = is_image and min(shape[1:]) >= NatureCNN.MIN_SIZE
+    # A uint8 [H, W] observation is one gray frame (Catch without a frame stack): one channel.
+    is_image = (len(shape) == 3 and (not part or obs_space.dtype == np.uint8)) or (
+        len(shape) == 2 and obs_space.dtype == np.uint8
+    )
+    big_enough = is_image and min(shape[-2:]) >= NatureCNN.MIN_SIZE
     kind = model_config.kind
     if kind == "auto" or (part and kind == "cnn"):
         # Frames smaller than the CNN's receptive field (tiny grids) go to an MLP, and so do
@@ -167,7 +170,7 @@ def build_trunk(model_config, obs_space: gym.Space, part: bool = False) -> Trunk
     if kind == "cnn":
         if not big_enough:
             raise ConfigError(
-                f"model.kind=cnn needs image observations [C, H, W] of at least "
+                f"model.kind=cnn needs image observations ([C, H, W] or uint8 [H, W]) of at least "
                 f"{NatureCNN.MIN_SIZE}x{NatureCNN.MIN_SIZE}, and this environment's observations have "
                 f"shape {shape}. Use model.kind=mlp (or auto), or a larger env.options.screen_size."
             )
@@ -176,6 +179,32 @@ def build_trunk(model_config, obs_space: gym.Space, part: bool = False) -> Trunk
         input_dim = int(np.prod(shape)) if shape else 1
         return MLP(input_dim, list(model_config.hidden_sizes), model_config.activation)
     raise ConfigError(f"model.kind must be one of auto, mlp, cnn; got {kind!r}.")
+
+
+def model_notes(model_config, obs_space: gym.Space) -> list[str]:
+    """What the driver tells the user about the network this config gets on these
+    observations, where it is not what the config's words suggest: a ``model.cnn`` choice
+    that cannot apply (the observations get an MLP), and frames padded so that the conv
+    layers see every pixel. ``nature`` is the default and cannot be told from an explicit
+    choice, so only ``small`` is noted."""
+    trunk = build_trunk(model_config, obs_space)
+    cnns = [module for module in trunk.modules() if isinstance(module, NatureCNN)]
+    notes = []
+    if not cnns and model_config.cnn != "nature":
+        notes.append(
+            f"model.cnn={model_config.cnn} does not apply: observations of shape {tuple(obs_space.shape or ())} "
+            f"get an MLP trunk (model.hidden_sizes); the CNN is for image frames of at least "
+            f"{NatureCNN.MIN_SIZE}x{NatureCNN.MIN_SIZE}."
+        )
+    for cnn in cnns:
+        if any(cnn.padding):
+            height, width = cnn.padded[0] - cnn.padding[3], cnn.padded[1] - cnn.padding[1]
+            notes.append(
+                f"{height}x{width} frames are zero-padded to {cnn.padded[0]}x{cnn.padded[1]} so that the "
+                f"{model_config.cnn} CNN's strided convolutions reach every pixel; a screen_size the "
+                f"convolutions cover whole (36, 44, 52, ..., 84: 36 + 8k) avoids the padding."
+            )
+    return notes
 
 
 def check_discrete(action_space: gym.Space, algo: str = "this algorithm") -> int:

@@ -19,6 +19,7 @@ from distrl import checkpoint
 from distrl.algos import ALGORITHMS
 from distrl.config import Config
 from distrl.metrics import MetricsWriter
+from distrl.models import model_notes
 from distrl.runtime import cluster
 from distrl.runtime.bookkeeping import Bookkeeping
 from distrl.runtime.evaluator import Evaluator
@@ -119,6 +120,8 @@ class Trainer:
             f"{runtime.envs_per_worker} envs on {self.pool.num_nodes} node(s), learner on "
             f"{device}; output in {self.out_dir}"
         )
+        for note in model_notes(config.model, spaces[0]):
+            self.metrics.message(f"distrl: note: {note}")
         return self.pool
 
     @staticmethod

@@ -6,6 +6,7 @@ import torch
 
 from distrl.algos.dqn import DQN, DQNConfig, epsilons
 from distrl.algos.interface import Behaviour, Progress
+from distrl.config import resolve
 from distrl.models import QTable
 
 
@@ -78,17 +79,47 @@ def test_target_network_copies_every_interval_or_follows_by_polyak():
 
 
 def test_epsilon_ladder_over_all_env_copies():
-    config = DQNConfig(epsilon_base=0.4, epsilon_alpha=7.0, epsilon_anneal_env_steps=0)
+    config = DQNConfig(exploration="ladder", epsilon_base=0.4, epsilon_alpha=7.0, epsilon_anneal_env_steps=0)
     ladder = np.concatenate(
         [epsilons(config, Behaviour(rank=w, num_workers=2, envs_per_worker=4, env_steps=0)) for w in range(2)]
     )
     expected = 0.4 ** (1 + 7 * np.arange(8) / 7)
     np.testing.assert_allclose(ladder, expected, rtol=1e-6)
-    annealing = DQNConfig(epsilon_base=0.4, epsilon_alpha=7.0, epsilon_anneal_env_steps=1000)
+    annealing = DQNConfig(exploration="ladder", epsilon_base=0.4, epsilon_alpha=7.0, epsilon_anneal_env_steps=1000)
     alone = lambda steps: Behaviour(rank=0, num_workers=1, envs_per_worker=1, env_steps=steps)  # noqa: E731
     np.testing.assert_allclose(epsilons(annealing, alone(0)), [1.0])
     np.testing.assert_allclose(epsilons(annealing, alone(500)), [0.7], rtol=1e-6)
     np.testing.assert_allclose(epsilons(annealing, alone(5000)), [0.4], rtol=1e-6)
+
+
+def test_linear_epsilon_is_one_rate_for_every_copy_falling_to_its_final_value():
+    config = DQNConfig(exploration="linear", epsilon_final=0.01, epsilon_anneal_env_steps=1000)
+    at = lambda steps, rank=0: Behaviour(rank=rank, num_workers=2, envs_per_worker=4, env_steps=steps)  # noqa: E731
+    np.testing.assert_allclose(epsilons(config, at(0)), [1.0] * 4)
+    np.testing.assert_allclose(epsilons(config, at(500, rank=1)), [0.505] * 4, rtol=1e-6)
+    np.testing.assert_allclose(epsilons(config, at(1000)), [0.01] * 4, rtol=1e-6)
+    np.testing.assert_allclose(epsilons(config, at(10**7)), [0.01] * 4, rtol=1e-6)
+    no_anneal = DQNConfig(exploration="linear", epsilon_final=0.05, epsilon_anneal_env_steps=0)
+    np.testing.assert_allclose(epsilons(no_anneal, at(0)), [0.05] * 4, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "runtime, expected",
+    [
+        ({"num_workers": 1, "envs_per_worker": 4}, "linear"),
+        ({"num_workers": 7, "envs_per_worker": 4}, "linear"),
+        ({"num_workers": 8, "envs_per_worker": 4}, "ladder"),
+        ({"num_workers": "auto"}, "ladder"),
+    ],
+)
+def test_exploration_auto_is_settled_by_the_number_of_env_copies(runtime, expected):
+    config = resolve({"algo": "dqn", "env": {"id": "ALE/Breakout-v5"}, "runtime": runtime})
+    assert config.algo_config.exploration == expected
+    assert f"exploration: {expected}" in config.to_yaml()  # the resolved config says which
+    # An explicit choice stays, and CartPole's tuned preset keeps its ladder.
+    chosen = resolve({"algo": "dqn", "env": {"id": "ALE/Breakout-v5"}, "dqn": {"exploration": "ladder"}})
+    assert chosen.algo_config.exploration == "ladder"
+    assert resolve({"algo": "dqn", "runtime": runtime}).algo_config.exploration == "ladder"
 
 
 @pytest.mark.parametrize("schedule, expected_lr", [("constant", 0.1), ("linear", 0.025)])
