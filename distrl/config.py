@@ -118,6 +118,17 @@ class RuntimeConfig:
         "torch threads of a CPU learner; auto: every CPU of its node that the rollout workers there do not "
         "keep busy during updates (all of them when workers wait for the update)",
     )
+    learner_precision: str = option(
+        "fp32",
+        "fp32, or bf16: the learner's updates run under bf16 autocast (convolutions and matrix products in "
+        "bf16, the loss, targets and optimizer state in fp32); scripts/learner_levers.py measures what it buys",
+        choices=("fp32", "bf16"),
+    )
+    learner_channels_last: bool = option(
+        False,
+        "the learner keeps conv weights and frames in channels-last memory order (NHWC): the same fp32 "
+        "arithmetic, faster CPU convolution kernels; workers and checkpoints are unaffected",
+    )
     address: Optional[str] = option(
         None, "null: start an embedded local Ray; auto or HOST:PORT: join a running cluster"
     )

@@ -147,7 +147,7 @@ ROWS: dict[str, Row] = {
         env_id="distrl/Catch-v0",
     ),
     "S10": Row(
-        "Atari DQN on two CPU cores: Breakout (ALE/Breakout-v5, 42x42 frames, the 2013 network), 40 minutes",
+        "Atari DQN on two CPU cores: Breakout (ALE/Breakout-v5, 44x44 frames, the 2013 network), 60 minutes",
         ("configs/tutorials/breakout_dqn.yaml",),
         Judge("train"),
         "Nature DQN: human level after 50M frames on a GPU",

@@ -252,9 +252,11 @@ class DQN(OptimizedAlgorithm):
         lr = self.scheduled_lr(progress.env_steps)
         rewards = clip_rewards(batch["rewards"], cfg.reward_clip)
         returns, discount, _ = nstep_targets(rewards, batch["terminated"], batch["truncated"], cfg.gamma)
-        q = self.model(batch["obs"]).gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
+        # .float(): under bf16 autocast the network's outputs are bf16; targets, the loss and
+        # the priorities sent to replay stay fp32.
+        q = self.model(batch["obs"]).float().gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
         with torch.no_grad():
-            next_target = self.target(batch["next_obs"])
+            next_target = self.target(batch["next_obs"]).float()
             if cfg.double:
                 best = self.model(batch["next_obs"]).argmax(-1, keepdim=True)
                 next_value = next_target.gather(-1, best).squeeze(-1)

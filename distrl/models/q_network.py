@@ -46,6 +46,14 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         features = self.trunk(obs)
+        if torch.is_autocast_enabled(features.device.type):
+            # Under the learner's bf16 autocast the trunk runs in bf16; Q-values stay fp32,
+            # since TD errors are small differences of them.
+            with torch.autocast(features.device.type, enabled=False):
+                return self._head(features.float())
+        return self._head(features)
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
         advantages = self.advantage_head(features)
         if not self.dueling:
             return advantages

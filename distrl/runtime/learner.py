@@ -13,7 +13,7 @@ import torch
 
 from distrl.algos import ALGORITHMS
 from distrl.algos.interface import Progress
-from distrl.models import build_model
+from distrl.models import NatureCNN, build_model
 from distrl.runtime.failures import LearnerRestarted
 from distrl.runtime.weights import get_weights
 
@@ -87,6 +87,9 @@ class Learner:
         threads = self._threads(busy_cpus or {})
         spec = ALGORITHMS[config.algo]
         self.model = build_model(config.model, observation_space, action_space, spec.model_head).to(self.device)
+        if config.runtime.learner_channels_last:
+            for cnn in (module for module in self.model.modules() if isinstance(module, NatureCNN)):
+                cnn.use_channels_last()
         self.algorithm = spec.algorithm_class(config.algo_config, self.model, config.stop.env_steps)
         self.version = 0
         self.updates = 0  # what the flow counts as updates (versions, or gradient steps)
@@ -153,7 +156,11 @@ class Learner:
         self._require_ready()
         self.model.train()
         skipped_before = getattr(self.algorithm, "nonfinite_steps", 0)
-        report = self.side.update(self, inputs, progress)
+        if self.config.runtime.learner_precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                report = self.side.update(self, inputs, progress)
+        else:
+            report = self.side.update(self, inputs, progress)
         report.skipped_steps = getattr(self.algorithm, "nonfinite_steps", 0) - skipped_before
         ended_nonfinite = report.skipped_steps > 0 and getattr(self.algorithm, "nonfinite_in_a_row", 0) > 0
         self.nonfinite_in_a_row = self.nonfinite_in_a_row + 1 if ended_nonfinite else 0
