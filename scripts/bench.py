@@ -14,6 +14,7 @@ For each environment, in one run (so that ratios compare like with like on a noi
     python scripts/bench.py --clusters            # sampling on 1 node vs 2 loopback nodes
     python scripts/bench.py --vs-rllib --json     # distrl and RLlib side by side (distrl[rllib])
     python scripts/bench.py --vs-learner          # PPO on Pong end to end vs the learner's ceiling
+    python scripts/bench.py --levers pong_cpu     # the learner's ceiling with and without each lever it keeps
 
 Prints a Markdown table for BENCHMARKS.md. This is a benchmark, not a test: it asserts nothing.
 """
@@ -37,7 +38,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray at import; the --
 import ray  # noqa: E402
 import torch  # noqa: E402
 
-from distrl.config import parse_override, resolve, set_dotted  # noqa: E402
+from distrl.config import find_config, load_yaml, parse_override, resolve, set_dotted  # noqa: E402
 from distrl.envs import family_of, frames_per_step, make_env  # noqa: E402
 from distrl.runtime.parameter_server import ParameterServer  # noqa: E402
 from distrl.runtime.rollout_worker import RolloutWorker  # noqa: E402
@@ -382,11 +383,14 @@ def recorded_batch(config) -> dict:
 
 def learner_ceiling(config, batch: dict, updates: int) -> float:
     """Env steps/s of the algorithm's update alone, on ``batch``, with one torch thread per
-    core: no sampling, no transfer, no Ray."""
+    core and the config's learner levers (``runtime.learner_channels_last``,
+    ``runtime.learner_precision``) applied as the learner applies them: no sampling, no
+    transfer, no Ray."""
     from distrl.algos import ALGORITHMS
     from distrl.algos.interface import Progress
     from distrl.envs import make_env
     from distrl.models import build_model
+    from distrl.runtime.learner import apply_memory_format, precision
 
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
@@ -394,12 +398,47 @@ def learner_ceiling(config, batch: dict, updates: int) -> float:
     env = make_env(config.env.id, **config.env.options)
     model = build_model(config.model, env.observation_space, env.action_space, spec.model_head)
     env.close()
+    apply_memory_format(model, config.runtime)
     algorithm = spec.algorithm_class(config.algo_config, model, None)
-    algorithm.learn(batch, Progress(0))  # warm-up
-    start = time.perf_counter()
-    for _ in range(updates):
-        algorithm.learn(batch, Progress(0))
+    with precision(config.runtime, torch.device("cpu")):
+        algorithm.learn(batch, Progress(0))  # warm-up
+        start = time.perf_counter()
+        for _ in range(updates):
+            algorithm.learn(batch, Progress(0))
     return updates * batch["rewards"].numel() / (time.perf_counter() - start)
+
+
+# The learner levers a config can keep, and the value that turns each off.
+LEVERS_OFF = {"learner_channels_last": False, "learner_precision": "fp32"}
+
+
+def levers(name: str, updates: int, rounds: int) -> None:
+    """A config's learner ceiling as configured and with each lever it turns on turned off
+    (one at a time, then all), on one recorded batch of its shape, the cases alternating
+    over ``rounds`` so that the machine's drift falls on all of them alike."""
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    user = load_yaml(find_config(name))
+    config = resolve(user)
+    batch = recorded_batch(config)
+    ray.shutdown()
+    kept = [key for key, off in LEVERS_OFF.items() if getattr(config.runtime, key) != off]
+    cases = {"as configured": config}
+    for key in kept:
+        cases[f"without {key}"] = resolve({**user, "runtime": {**user.get("runtime", {}), key: LEVERS_OFF[key]}})
+    if len(kept) > 1:
+        cases["without any"] = resolve({**user, "runtime": {**user.get("runtime", {}), **LEVERS_OFF}})
+    rates: dict[str, list[float]] = {case: [] for case in cases}
+    for round_ in range(rounds):
+        for case, case_config in cases.items():
+            rates[case].append(learner_ceiling(case_config, batch, updates))
+        print(f"  round {round_ + 1}/{rounds} done", file=sys.stderr, flush=True)
+    levers_on = ", ".join(f"{key}={getattr(config.runtime, key)}" for key in kept) or "none"
+    print(f"{name}: {batch['rewards'].numel()}-step batches, levers kept: {levers_on}")
+    print("| learner | ceiling (env steps/s, median of rounds) | as configured / this |")
+    print("|---|---|---|")
+    top = statistics.median(rates["as configured"])
+    for case, values in rates.items():
+        print(f"| {case} | {statistics.median(values):,.0f} | {top / statistics.median(values):.2f} |")
 
 
 # CleanRL's Atari PPO batch (1,024 steps, 4 epochs of 256) in three layouts on this machine.
@@ -471,7 +510,11 @@ def main() -> None:
     parser.add_argument(
         "--set", metavar="KEY=VALUE", nargs="+", default=[], help="with --vs-learner: config overrides for both sides"
     )
+    parser.add_argument("--levers", metavar="CONFIG", help="a config's learner ceiling with and without its levers")
     args = parser.parse_args()
+    if args.levers:
+        levers(args.levers, args.updates, args.rounds)
+        return
     if args.vs_learner:
         vs_learner(args.seconds, args.warmup_s, args.updates, args.set)
         return

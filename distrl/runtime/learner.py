@@ -3,6 +3,7 @@ runs the updates its data flow feeds it, and publishes each new version of the w
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
@@ -16,6 +17,22 @@ from distrl.algos.interface import Progress
 from distrl.models import NatureCNN, build_model
 from distrl.runtime.failures import LearnerRestarted
 from distrl.runtime.weights import get_weights
+
+
+def apply_memory_format(model: torch.nn.Module, runtime: Any) -> None:
+    """The learner's copy of the model in the memory order ``runtime.learner_channels_last``
+    asks for; a function of its own so that ``scripts/bench.py`` times the learner's update
+    with exactly the levers a run turns on."""
+    if runtime.learner_channels_last:
+        for cnn in (module for module in model.modules() if isinstance(module, NatureCNN)):
+            cnn.use_channels_last()
+
+
+def precision(runtime: Any, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast an update runs under, by ``runtime.learner_precision``."""
+    if runtime.learner_precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -87,9 +104,7 @@ class Learner:
         threads = self._threads(busy_cpus or {})
         spec = ALGORITHMS[config.algo]
         self.model = build_model(config.model, observation_space, action_space, spec.model_head).to(self.device)
-        if config.runtime.learner_channels_last:
-            for cnn in (module for module in self.model.modules() if isinstance(module, NatureCNN)):
-                cnn.use_channels_last()
+        apply_memory_format(self.model, config.runtime)
         self.algorithm = spec.algorithm_class(config.algo_config, self.model, config.stop.env_steps)
         self.version = 0
         self.updates = 0  # what the flow counts as updates (versions, or gradient steps)
@@ -156,10 +171,7 @@ class Learner:
         self._require_ready()
         self.model.train()
         skipped_before = getattr(self.algorithm, "nonfinite_steps", 0)
-        if self.config.runtime.learner_precision == "bf16":
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                report = self.side.update(self, inputs, progress)
-        else:
+        with precision(self.config.runtime, self.device):
             report = self.side.update(self, inputs, progress)
         report.skipped_steps = getattr(self.algorithm, "nonfinite_steps", 0) - skipped_before
         ended_nonfinite = report.skipped_steps > 0 and getattr(self.algorithm, "nonfinite_in_a_row", 0) > 0
