@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RAY_NOTICE = "Token authentication is enabled"
 
 
+@pytest.mark.slow
 def test_train_from_python_reports_evaluation_rounds(trained_cartpole):
     """The run conftest.py trains through distrl.train, with evaluation rounds every 10,000
     steps: its Result, its callback's records, and the rounds in progress.jsonl."""
@@ -120,6 +121,7 @@ def test_an_embedded_ray_shows_its_notices_with_verbose():
     assert RAY_NOTICE in done.stdout + done.stderr, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_a_2x2_tune_sweep_writes_its_table_plot_and_best_config(tmp_path):
     """Four trials, each a distrl run of one learner and one worker, half a CPU each, so that
     two run side by side on this 2-core machine. Each trial stops at its first evaluation
@@ -175,6 +177,7 @@ def test_a_2x2_tune_sweep_writes_its_table_plot_and_best_config(tmp_path):
     assert "best config:" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_into_a_fresh_venv_and_trains_a_shipped_config_by_name(tmp_path):
     """``pip wheel .``, installed into a new venv, run from a folder that is not the checkout.
     The new venv gets distrl from the wheel alone; its dependencies (torch, Ray) come from this

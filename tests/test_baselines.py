@@ -60,6 +60,7 @@ def test_cli_prints_the_mean_and_rejects_what_it_cannot_do():
     assert_clean_error(distrl_here("baseline", "NoSuchEnv-v9"))
 
 
+@pytest.mark.slow
 def test_eval_judges_a_trained_policy_on_held_out_data(tmp_path):
     """S4's judgement: a policy trained on the train split, played on the test split (and on
     another data file) with `distrl eval --set env.options.KEY=VALUE`. The test split holds

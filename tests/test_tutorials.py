@@ -23,6 +23,7 @@ def train(config: str, out: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_nchain_table_walks_forward_everywhere(tmp_path):
     """S8: the greedy Q-table, scored exactly, is the best stationary policy (all forward),
     not the myopic one that takes the small reward in state 0."""

@@ -39,6 +39,7 @@ def test_a_nonfinite_loss_skips_the_step_and_a_finite_one_resets_the_count(bad):
     assert (algorithm.nonfinite_steps, algorithm.nonfinite_in_a_row) == (2, 0)
 
 
+@pytest.mark.slow
 def test_a_run_with_nan_rewards_stops_with_finite_weights_saved(tmp_path):
     out = tmp_path / "run"
     result = run_distrl(

@@ -45,6 +45,7 @@ def train(out: Path, env: dict, *settings: str, target: float, algo: str = "ppo"
     return read_progress(out)[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings, length",
     [
@@ -96,6 +97,7 @@ def test_an_entry_point_may_not_take_over_a_known_id(user_package, tmp_path):
     assert "CartPole-v1" in result.stderr and "already registered" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
 def test_dict_observations_train_with_one_encoder_per_part(user_package, tmp_path, algo):
     # LampAndSwitch pays only a policy that reads both parts together (random play: 5 of 10).

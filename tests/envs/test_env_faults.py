@@ -106,6 +106,7 @@ def test_a_crashed_emulator_process_is_replaced():
     loop.close()
 
 
+@pytest.mark.slow
 def test_a_run_goes_on_through_env_failures(flaky, tmp_path):
     out = tmp_path / "run"
     result = run_distrl(
