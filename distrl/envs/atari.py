@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 
 import gymnasium as gym
 
-from distrl.envs.wrappers import EpisodeStats, FrameStack, MaxAndSkip, ResizeFrame, check_options
+from distrl.envs.wrappers import EpisodeStats, FrameStack, MaxAndSkip, MaxPool2, ResizeFrame, check_options
 from distrl.errors import EnvironmentNotAvailable
 
 if TYPE_CHECKING:
@@ -19,6 +19,10 @@ DEFAULTS = {
     "frame_skip": 4,
     "noop_max": 30,
     "screen_size": 84,
+    # "area": each pixel the mean of the screen it covers (OpenCV's INTER_AREA, DeepMind's
+    # preprocessing); "max": resize to twice screen_size, then keep the brightest pixel of each
+    # 2x2 block, so that a ball smaller than a pixel keeps its contrast (wrappers.max_pool2).
+    "downscale": "area",
     "grayscale": True,
     "frame_stack": 4,
     "terminal_on_life_loss": True,
@@ -145,7 +149,10 @@ def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
         env = EpisodicLife(env)
     if opts["fire_reset"] and "FIRE" in cast("AtariEnv", env.unwrapped).get_action_meanings():
         env = FireReset(env)
-    env = ResizeFrame(env, opts["screen_size"])
+    if opts["downscale"] == "max":
+        env = MaxPool2(ResizeFrame(env, 2 * opts["screen_size"]))
+    else:
+        env = ResizeFrame(env, opts["screen_size"])
     if opts["frame_stack"] > 1:
         env = FrameStack(env, opts["frame_stack"])
     return env

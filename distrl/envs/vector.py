@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from distrl.envs import atari, family_of, make_env
-from distrl.envs.wrappers import check_options
+from distrl.envs.wrappers import check_options, max_pool2
 
 
 @dataclass
@@ -159,6 +159,10 @@ class AtariBatch:
         opts = {**atari.DEFAULTS, **options}
         game = atari_game(env_id)
         assert game is not None, f"{env_id} is not an ALE/<Game>-v5 id"
+        # downscale=max: ale-py resizes to twice the size, and the brightest of each 2x2 block
+        # is kept here, as atari.make's MaxPool2 does on the single-env path.
+        self._pool = opts["downscale"] == "max"
+        size = opts["screen_size"] * (2 if self._pool else 1)
         self.env = AtariVectorEnv(
             game,
             num_envs,
@@ -166,8 +170,8 @@ class AtariBatch:
             autoreset_mode="SameStep",
             frameskip=opts["frame_skip"],
             noop_max=opts["noop_max"],
-            img_height=opts["screen_size"],
-            img_width=opts["screen_size"],
+            img_height=size,
+            img_width=size,
             grayscale=opts["grayscale"],
             stack_num=1,
             maxpool=True,
@@ -183,6 +187,8 @@ class AtariBatch:
         self.seed = seed
         frame = self.env.single_observation_space  # [1, H, W] (gray) or [1, H, W, 3]
         assert isinstance(frame, gym.spaces.Box)
+        if self._pool:
+            frame = gym.spaces.Box(0, 255, self._frames(frame.low).shape, np.uint8)
         depth = opts["frame_stack"]
         self.observation_space = gym.spaces.Box(
             np.repeat(frame.low, depth, axis=0), np.repeat(frame.high, depth, axis=0), dtype=np.uint8
@@ -193,8 +199,17 @@ class AtariBatch:
         self._lengths = np.zeros(num_envs, dtype=np.int64)
         self._frame = np.zeros(num_envs, dtype=np.int64)
 
+    def _frames(self, frames: np.ndarray) -> np.ndarray:
+        """ale-py's frames at the size asked for: [..., 1, H, W] or [..., 1, H, W, 3]."""
+        if not self._pool:
+            return frames
+        if frames.shape[-1] == 3:  # colour: pool the two axes before the channel
+            return np.moveaxis(max_pool2(np.moveaxis(frames, -1, -3)), -3, -1)
+        return max_pool2(frames)
+
     def reset(self) -> np.ndarray:
         obs, info = self.env.reset(seed=self.seed)
+        obs = self._frames(obs)
         self._returns[:] = 0
         self._lengths[:] = 0
         self._frame[:] = info["episode_frame_number"]
@@ -203,6 +218,7 @@ class AtariBatch:
 
     def step(self, actions: np.ndarray) -> VectorStep:
         frames, rewards, terminated, truncated, info = self.env.step(actions.astype(np.int64, copy=False))
+        frames = self._frames(frames)
         out = VectorStep(
             obs=self._stack,
             rewards=rewards.astype(np.float32),
@@ -220,7 +236,7 @@ class AtariBatch:
                 self._returns[k] = 0
                 self._lengths[k] = 0
             for k in np.flatnonzero(out.truncated & ~out.terminated):
-                out.final_obs[int(k)] = np.concatenate([self._stack[k, 1:], info["final_obs"][k]])
+                out.final_obs[int(k)] = np.concatenate([self._stack[k, 1:], self._frames(info["final_obs"][k])])
         self._stack[:, :-1] = self._stack[:, 1:]
         self._stack[:, -1:] = frames
         # A new episode for learning (a lost life included) starts from its first frame alone.

@@ -112,3 +112,21 @@ def test_atari_batch_time_limit_hands_over_the_last_observation():
         assert final.shape == (4, 84, 84)
         assert not np.array_equal(final, step.obs[k])  # the next obs starts a new game
     assert len(step.episode_returns) == int(step.truncated.sum())
+
+
+def test_atari_downscale_max_pools_what_twice_the_size_shows_on_both_paths():
+    """downscale=max at 22 pixels: the native batch's frames are max_pool2 of the native
+    batch's 44-pixel frames for the same seed and actions (the emulator is deterministic
+    without sticky actions), and the single-env path gives the same shapes."""
+    pytest.importorskip("ale_py")
+    from distrl.envs.wrappers import max_pool2
+
+    base = {"repeat_action_probability": 0.0, "frame_stack": 2}
+    pooled = play(make_vector_env("ALE/Pong-v5", 2, 4, {**base, "screen_size": 22, "downscale": "max"}), 60)
+    large = play(make_vector_env("ALE/Pong-v5", 2, 4, {**base, "screen_size": 44}), 60)
+    for (obs, step), (big_obs, big_step) in zip(pooled, large):
+        np.testing.assert_array_equal(obs, max_pool2(big_obs))
+        np.testing.assert_array_equal(step.obs, max_pool2(big_step.obs))
+    single = make_env("ALE/Pong-v5", seed=4, **base, screen_size=22, downscale="max")
+    assert single.observation_space.shape == single.reset()[0].shape == (2, 22, 22)
+    single.close()

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from distrl.envs.wrappers import ButtonCombos, FrameStack, MaxAndSkip, ResizeFrame, check_options
+from distrl.envs.wrappers import ButtonCombos, FrameStack, MaxAndSkip, ResizeFrame, check_options, max_pool2
 from distrl.errors import ConfigError
 
 
@@ -81,3 +81,30 @@ def test_button_combos_press_the_named_buttons():
 def test_frame_options_must_be_whole_numbers_in_range(value):
     with pytest.raises(ConfigError, match="frame_skip must be a whole number >= 1"):
         check_options("atari", {"frame_skip": value}, {"frame_skip": 4})
+
+
+def test_max_pool2_keeps_the_brightest_pixel_of_each_block():
+    """Against the obvious loop over 2x2 blocks, on frames with and without leading axes."""
+    rng = np.random.default_rng(0)
+    for shape in [(6, 8), (3, 4, 6), (2, 1, 10, 4)]:
+        frames = rng.integers(0, 256, shape, dtype=np.uint8)
+        *lead, height, width = shape
+        expected = np.zeros((*lead, height // 2, width // 2), np.uint8)
+        for i in range(height // 2):
+            for j in range(width // 2):
+                expected[..., i, j] = frames[..., 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].max(axis=(-2, -1))
+        np.testing.assert_array_equal(max_pool2(frames), expected)
+
+
+def test_a_one_pixel_ball_keeps_its_brightness_under_max_but_not_under_area():
+    field = np.full((8, 8), 87, np.uint8)
+    field[3, 5] = 236
+    assert max_pool2(field).max() == 236
+    area = ResizeFrame(gym.make("CartPole-v1"), 4).observation(field[None])
+    assert area.max() < 236
+
+
+@pytest.mark.parametrize("value", ["nearest", "MAX", 2])
+def test_downscale_takes_area_or_max(value):
+    with pytest.raises(ConfigError, match="downscale must be one of area, max"):
+        check_options("atari", {"downscale": value}, {"downscale": "area"})
