@@ -149,7 +149,7 @@ ROWS: dict[str, Row] = {
     ),
     # S10: Atari on two CPU cores, 44x44 frames, the 2013 network, an hour a run (issue 31).
     "S10-breakout-dqn": Row(
-        "Atari DQN on two CPU cores: Breakout (ALE/Breakout-v5, 44x44 frames, the 2013 network), 60 minutes",
+        "Atari DQN on two CPU cores: Breakout (ALE/Breakout-v5, 44x44 max-pooled frames, the 2013 network), 60 minutes",
         ("configs/tutorials/breakout_dqn.yaml",),
         Judge("train", target=10.0),
         "Nature DQN: human level after 50M frames on a GPU",
