@@ -79,7 +79,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=1320, help="each run's wall-clock limit")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "ab")
-    parser.add_argument("--only", nargs="+", choices=sorted(VARIANTS), help="train these variants (default: all)")
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted(VARIANTS), help="train (and tabulate) these variants (default: all)"
+    )
     parser.add_argument("--at", nargs="+", type=int, default=[500_000, 1_000_000, 1_200_000], help="env steps")
     parser.add_argument("--table-only", action="store_true", help="train nothing; tabulate the runs there are")
     parser.add_argument("--figure", type=Path, help="draw the runs' curves into this PNG")
@@ -89,7 +91,8 @@ def main() -> None:
     if not args.table_only:
         for name in names:
             train(args.config, args.seed, args.seconds, VARIANTS[name], args.runs / f"{name}-seed{args.seed}")
-    done = [(n, args.runs / f"{n}-seed{args.seed}") for n in VARIANTS if (args.runs / f"{n}-seed{args.seed}").is_dir()]
+    # With --only, the table and figure show those variants alone, in the order given.
+    done = [(n, args.runs / f"{n}-seed{args.seed}") for n in names if (args.runs / f"{n}-seed{args.seed}").is_dir()]
     if not done:
         sys.exit(f"ab_runs: no runs under {args.runs} for seed {args.seed}.")
     marks = " / ".join(f"{m / 1e6:g}M" for m in args.at)

@@ -158,7 +158,7 @@ ROWS: dict[str, Row] = {
         seeds=(1,),
     ),
     "S10-pong-dqn": Row(
-        "Atari DQN on two CPU cores: Pong (ALE/Pong-v5, 44x44 frames, the 2013 network), 60 minutes",
+        "Atari DQN on two CPU cores: Pong (ALE/Pong-v5, 44x44 max-pooled frames, the 2013 network), 60 minutes",
         ("configs/tutorials/pong_dqn.yaml",),
         Judge("train", target=18.0),
         "Nature DQN: Pong learned on a GPU",
