@@ -32,3 +32,11 @@ class VideoError(DistrlError):
     """A video distrl cannot write: a file format it does not know, or moviepy missing."""
 
     exit_code = 2
+
+
+class EnvContractError(DistrlError):
+    """An environment broke a rule distrl relies on (an ``info["episode_metrics"]`` that is
+    not a mapping of names to numbers). Every episode would break it again, so the run stops
+    at once rather than replacing the worker."""
+
+    exit_code = 2

@@ -63,10 +63,14 @@ def _finite(value: Any) -> bool:
 
 def scalars(record: dict[str, Any]) -> dict[str, float]:
     """The charted values of a report record by tag, as TensorBoard and W&B both log them at
-    step ``record["env_steps"]``: the ``_CHART_TAGS`` fields as ``charts/...`` and the
-    learner's statistics as ``losses/...``. Values that are missing, NaN or infinite are left out."""
+    step ``record["env_steps"]``: the ``_CHART_TAGS`` fields as ``charts/...``, the
+    learner's statistics as ``losses/...`` and the env's own episode metrics as
+    ``episode/...``. Values that are missing, NaN or infinite are left out."""
     values = {tag: float(record[key]) for key, tag in _CHART_TAGS.items() if _finite(record.get(key))}
     values.update({f"losses/{key}": float(value) for key, value in record.get("learner", {}).items() if _finite(value)})
+    values.update(
+        {f"episode/{key}": float(value) for key, value in record.get("episode_metrics", {}).items() if _finite(value)}
+    )
     return values
 
 

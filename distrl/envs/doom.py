@@ -78,6 +78,29 @@ class TimeoutIsTruncation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, reward, terminated, truncated, info
 
 
+class GameVariableMetrics(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """The scenario's game variables (health, ammo, ...) and the kill count as they stand at
+    an episode's end, in ``info["episode_metrics"]`` (lower-case names: ``killcount``,
+    ``health``, ``ammo2``). Read from the engine, which keeps them after the episode ended;
+    the observation's copy is zeros by then."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        from vizdoom import GameVariable
+
+        game = cast("VizdoomEnv", env.unwrapped).game
+        wanted = [GameVariable.KILLCOUNT, *game.get_available_game_variables()]
+        self.variables = list(dict.fromkeys(wanted))  # the kill count once, first
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            game = cast("VizdoomEnv", self.unwrapped).game
+            info = dict(info, episode_metrics={v.name.lower(): game.get_game_variable(v) for v in self.variables})
+        return obs, reward, terminated, truncated, info
+
+
 class Screen(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Keeps the screen buffer of ViZDoom's dict observation (``[H, W, C]`` uint8). With
     ``variables``, the scenario's game variables (health, ammo, ...) ride along in
@@ -164,6 +187,7 @@ def make(env_id: str, render_mode: Optional[str] = None, **options) -> gym.Env:
         buttons = [str(b).split(".")[-1] for b in cast("VizdoomEnv", env.unwrapped).game.get_available_buttons()]
         env = ButtonCombos(env, buttons, opts["actions"])
     env = TimeoutIsTruncation(env)
+    env = GameVariableMetrics(env)
     env = Screen(env, variables=bool(opts["game_variables"]))
     env = EpisodeStats(env)
     if opts["reward_scale"] != 1.0:

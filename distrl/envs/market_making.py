@@ -197,6 +197,10 @@ class MarketMakingEnv(gym.Env):
             self.t, self.end = first, last
         self.position = 0
         self.entry_price = 0.0
+        # The episode's trading record, for info["episode_metrics"] at its end.
+        self.gross_profit = 0.0
+        self.round_trips = 0
+        self.steps_long = self.steps_short = self.steps = 0
         return self._observation(), {"position": 0}
 
     def _trade(self, side: int) -> float:
@@ -209,6 +213,8 @@ class MarketMakingEnv(gym.Env):
         if self.position == -side:  # closes the open position
             profit = (price - self.entry_price) * -side
             self.position, self.entry_price = 0, 0.0
+            self.gross_profit += profit
+            self.round_trips += 1
             return profit - self.fee
         return 0.0  # already holding one unit that way: nothing happens
 
@@ -229,10 +235,29 @@ class MarketMakingEnv(gym.Env):
             reward += self._trade(-1)
         if self.position:
             reward -= self.time_fee
+        self.steps += 1
+        self.steps_long += self.position > 0
+        self.steps_short += self.position < 0
         self.t += 1
         truncated = self.t >= self.end
         if truncated and self.position:  # the data or the episode ends: close at the last quote
             reward += self._trade(-self.position)
         if self.marked:
             reward += self._open_value() - before
-        return self._observation(), float(reward), False, truncated, {"position": self.position}
+        info: dict = {"position": self.position}
+        if truncated:
+            info["episode_metrics"] = self.episode_metrics()
+        return self._observation(), float(reward), False, truncated, info
+
+    def episode_metrics(self) -> dict[str, float]:
+        """What a trader reads off an episode besides its return (the profit net of fees):
+        the profit before fees, how many positions were opened and closed, and the share of
+        steps spent long and short. A return near zero reads differently when it came from
+        no trades than from many trades whose spread and fees ate their profit."""
+        steps = max(self.steps, 1)
+        return {
+            "gross_profit": self.gross_profit,
+            "round_trips": float(self.round_trips),
+            "long_share": self.steps_long / steps,
+            "short_share": self.steps_short / steps,
+        }

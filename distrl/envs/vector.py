@@ -13,7 +13,8 @@ Both reset an env copy in the same step that ended its episode: the returned obs
 the new episode's first, and an episode cut by a time limit hands its last observation over
 in ``final_obs`` (a time limit is not a terminal state; the learner bootstraps from it). Both
 report each finished game's score and length, so returns stay game scores when a lost life
-ends an episode for learning.
+ends an episode for learning, and the env's own numbers about it (``info["episode_metrics"]``
+at its last step, ``envs/wrappers.episode_metrics_of``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from distrl.envs import atari, family_of, make_env
-from distrl.envs.wrappers import check_options, max_pool2
+from distrl.envs.wrappers import check_options, episode_metrics_of, max_pool2
 
 
 @dataclass
@@ -38,6 +39,8 @@ class VectorStep:
     final_obs: dict[int, np.ndarray] = field(default_factory=dict)  # copy -> last obs before a time limit
     episode_returns: list[float] = field(default_factory=list)  # games that ended in this step
     episode_lengths: list[int] = field(default_factory=list)
+    # One per game in episode_returns: the env's own numbers about it (info["episode_metrics"]).
+    episode_metrics: list[dict[str, float]] = field(default_factory=list)
     env_restarts: int = 0  # copies that failed in this step and were built again
 
 
@@ -116,6 +119,7 @@ class EnvLoop:
                 if "episode_return" in info:
                     out.episode_returns.append(info["episode_return"])
                     out.episode_lengths.append(info["episode_length"])
+                    out.episode_metrics.append(episode_metrics_of(info, repr(self.env_id)))
                 if truncated and not terminated:
                     out.final_obs[k] = obs
                 obs = self._reset(k)
@@ -233,6 +237,7 @@ class AtariBatch:
             for k in np.flatnonzero(game_over):
                 out.episode_returns.append(float(self._returns[k]))
                 out.episode_lengths.append(int(self._lengths[k]))
+                out.episode_metrics.append({})  # ale-py reports no numbers of its own about a game
                 self._returns[k] = 0
                 self._lengths[k] = 0
             for k in np.flatnonzero(out.truncated & ~out.terminated):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import numbers
+import re
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import cv2
 import gymnasium as gym
 import numpy as np
+
+from distrl.errors import EnvContractError
 
 
 class SeedFirstReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -53,6 +58,48 @@ class EpisodeStats(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if terminated or truncated:
             info = dict(info, episode_return=self._return, episode_length=self._length)
         return obs, reward, terminated, truncated, info
+
+
+# A metric's name becomes a TensorBoard tag and a W&B key ("episode/<name>"): letters, digits
+# and _ . - / only, so that every tool shows it under the same name.
+_METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,63}")
+
+
+def episode_metrics_of(info: dict[str, Any], env_id: str = "the environment") -> dict[str, float]:
+    """The env's own numbers about the episode that just ended: ``info["episode_metrics"]`` at
+    its last step, a mapping from names to real numbers (a profit, a kill count, a success
+    flag), as floats. Empty when the env sets none. Raises ``EnvContractError`` for anything
+    else: a value dropped in silence would leave a user's chart empty with no reason given.
+
+    The convention lives in the env, not in a config list of ``info`` keys, so that a custom
+    env's metrics need no config at all and travel with the env to every run."""
+    found = info.get("episode_metrics")
+    if found is None:
+        return {}
+    if not isinstance(found, Mapping):
+        raise EnvContractError(
+            f"{env_id} put a {type(found).__name__} in info['episode_metrics'] at an episode's last step; "
+            f"distrl expects a dict of names to numbers there, e.g. {{'profit': 1.5, 'success': True}} "
+            "(docs/environments.md, section 'Your env's episode metrics')."
+        )
+    metrics: dict[str, float] = {}
+    for name, value in found.items():
+        if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name):
+            raise EnvContractError(
+                f"{env_id} reports an episode metric named {name!r} in info['episode_metrics']; a name is a "
+                f"string of at most 64 letters, digits and _ . - / (it becomes the TensorBoard tag "
+                f"'episode/<name>')."
+            )
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value.item()
+        if not isinstance(value, (bool, np.bool_, numbers.Real)):
+            raise EnvContractError(
+                f"{env_id} reports episode metric {name!r} as a {type(value).__name__} ({str(value)[:80]!r}) in "
+                f"info['episode_metrics']; distrl averages these over the last 100 episodes, so each value "
+                f"must be one real number or a bool. Report a list or an array as one number per name."
+            )
+        metrics[name] = float(value)
+    return metrics
 
 
 class OneHot(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):

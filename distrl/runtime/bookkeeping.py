@@ -55,6 +55,11 @@ class Bookkeeping:
         self.counters = Counters(**state.get("counters", {}))
         self.recent_returns: deque[float] = deque(state.get("recent_returns", []), maxlen=RETURN_WINDOW)
         self.recent_lengths: deque[float] = deque(state.get("recent_lengths", []), maxlen=RETURN_WINDOW)
+        # The env's own episode metrics (info["episode_metrics"]), each over the last 100
+        # episodes that reported it: an env may report a metric in some episodes only.
+        self.recent_metrics: dict[str, deque[float]] = {
+            name: deque(values, maxlen=RETURN_WINDOW) for name, values in state.get("recent_metrics", {}).items()
+        }
         self._learner_stats: dict[str, list[float]] = {}
         self._lags: list[float] = []
         self.checkpoint: Callable[[], Path] = lambda: Path()  # set by the trainer once the learner exists
@@ -87,6 +92,9 @@ class Bookkeeping:
         self.counters.episodes += len(summary["episode_returns"])
         self.recent_returns.extend(summary["episode_returns"])
         self.recent_lengths.extend(summary["episode_lengths"])
+        for metrics in summary.get("episode_metrics", ()):
+            for name, value in metrics.items():
+                self.recent_metrics.setdefault(name, deque(maxlen=RETURN_WINDOW)).append(value)
         self.counters.env_restarts += summary.get("env_restarts", 0)
 
     def record_update(self, report: UpdateReport, sent_steps: Optional[int] = None) -> None:
@@ -218,6 +226,8 @@ class Bookkeeping:
             "waiting_env_steps": self.waiting_env_steps,
             "learner": {key: float(np.mean(values)) for key, values in self._learner_stats.items()},
         }
+        if self.recent_metrics:
+            record["episode_metrics"] = {name: float(np.mean(values)) for name, values in self.recent_metrics.items()}
         if self.evaluating:
             record.update(self._evaluation_fields())
         self.metrics.write(record)
@@ -251,4 +261,5 @@ class Bookkeeping:
             "counters": counters,
             "recent_returns": list(self.recent_returns),
             "recent_lengths": list(self.recent_lengths),
+            "recent_metrics": {name: list(values) for name, values in self.recent_metrics.items()},
         }

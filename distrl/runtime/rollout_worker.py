@@ -145,6 +145,7 @@ class RolloutWorker:
         }
         episode_returns: list[float] = []
         episode_lengths: list[int] = []
+        episode_metrics: list[dict[str, float]] = []
         env_restarts = 0
         truncated_obs, truncated_at, truncated_state = [], [], []
         recurrent = self.recurrent_state is not None
@@ -173,6 +174,7 @@ class RolloutWorker:
                 fragment["truncated"][t] = step.truncated
                 episode_returns += step.episode_returns
                 episode_lengths += step.episode_lengths
+                episode_metrics += step.episode_metrics
                 env_restarts += step.env_restarts
                 for k, final_obs in step.final_obs.items():
                     truncated_obs.append(final_obs)
@@ -210,6 +212,7 @@ class RolloutWorker:
             "env_frames": T * K * self.frames_per_step,
             "episode_returns": episode_returns,
             "episode_lengths": episode_lengths,
+            "episode_metrics": episode_metrics,
             "env_restarts": env_restarts,
         }
         return fragment, summary

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
-from distrl.errors import DistrlError
+from distrl.errors import DistrlError, EnvContractError
 from distrl.metrics import MetricsWriter
 from distrl.runtime import cluster
 from distrl.runtime.bookkeeping import Counters
@@ -191,6 +191,8 @@ class WorkerPool:
         try:
             summary = ray.get(summary_ref)
         except (RayActorError, RayTaskError) as error:
+            if isinstance(error, RayTaskError) and isinstance(error.cause, EnvContractError):
+                raise error.cause from None  # every episode would break it again: no replacement helps
             if self.workers.get(worker_id) is worker:
                 self._replace(worker_id, error)
             return worker_id, None, None

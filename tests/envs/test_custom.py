@@ -105,3 +105,36 @@ def test_dict_observations_train_with_one_encoder_per_part(user_package, tmp_pat
     # packed rows: it passed 9 at 9.0k-9.5k env steps on seeds 1-3, within the 40k budget.
     last = train(tmp_path / "run", user_package, "env.id=usergames.envs:LampAndSwitch-v0", target=9.0, algo=algo)
     assert last["episode_return_mean"] >= 9.0, last
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["ppo", "impala", "a3c", "dqn"])  # the four data flows
+def test_the_envs_own_metrics_reach_every_output(user_package, tmp_path, algo):
+    """GuessSign reports its accuracy at each episode's end (info["episode_metrics"]); every
+    flow carries it to progress.jsonl, TensorBoard and an offline W&B run. One point a right
+    guess over 10 steps: the accuracy's mean is the return's mean over 10, report by report."""
+    from test_wandb import offline_env, offline_runs, read_tensorboard, read_wandb_log, wandb_history
+
+    out = tmp_path / "run"
+    result = run_distrl(
+        "train", "--algo", algo, "--env", "usergames.envs:GuessSign-v0", "--num-workers", "2",
+        "--stop-env-steps", "3000", "--seed", "1", "--out", str(out), "--set", "output.tensorboard=true",
+        "output.report_every_s=0.5", "output.wandb.project=distrl-test", "output.wandb.mode=offline",
+        env={**offline_env(tmp_path), "PYTHONPATH": user_package["PYTHONPATH"]}, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The last report at each step count: TensorBoard and W&B keep one value a step.
+    reported = list({r["env_steps"]: r for r in read_progress(out) if r.get("episode_metrics")}.values())
+    assert len(reported) >= 2, read_progress(out)[-1]
+    for record in reported:
+        assert set(record["episode_metrics"]) == {"accuracy", "plus_share"}
+        assert record["episode_metrics"]["accuracy"] * 10 == pytest.approx(record["episode_return_mean"])
+    tb = read_tensorboard(out / "tb")
+    assert [tb[r["env_steps"]]["episode/accuracy"] for r in reported] == pytest.approx(
+        [r["episode_metrics"]["accuracy"] for r in reported]
+    )
+    (folder,) = offline_runs(out)
+    rows = dict(wandb_history(read_wandb_log(next(folder.glob("run-*.wandb")))))
+    assert [rows[r["env_steps"]]["episode/accuracy"] for r in reported] == pytest.approx(
+        [r["episode_metrics"]["accuracy"] for r in reported]
+    )

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from conftest import read_progress, run_distrl
+from conftest import assert_clean_error, read_progress, run_distrl
 from distrl.envs.vector import EnvLoop
 
 FLAKY = '''
@@ -22,10 +22,11 @@ import numpy as np
 class Flaky(gym.Env):
     """Pays 1 a step for 20 steps; raises on the given steps of its life (counted over resets)."""
 
-    def __init__(self, fail_at=(7,), always=False):
+    def __init__(self, fail_at=(7,), always=False, metrics=None):
         self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.action_space = gym.spaces.Discrete(2)
         self.fail_at, self.always, self.life = set(fail_at), always, 0
+        self.metrics = metrics  # info["episode_metrics"] at each episode's end
 
     def reset(self, seed=None, options=None):
         super().reset(seed=seed)
@@ -39,7 +40,8 @@ class Flaky(gym.Env):
         if self.life in self.fail_at:
             raise RuntimeError(f"the env broke at step {self.life} of its life")
         self.t += 1
-        return np.full(2, self.t / 20, np.float32), 1.0, False, self.t >= 20, {}
+        info = {"episode_metrics": self.metrics} if self.metrics is not None and self.t >= 20 else {}
+        return np.full(2, self.t / 20, np.float32), 1.0, False, self.t >= 20, info
 
 
 BUILT = 0
@@ -118,3 +120,18 @@ def test_a_run_goes_on_through_env_failures(flaky, tmp_path):
     # Every copy fails once per 50 steps of its life: about 4000 / 50 rebuilds in all.
     assert last["env_restarts"] >= 40 and last["worker_restarts"] == 0, last
     assert last["episodes"] > 0
+
+
+@pytest.mark.slow
+def test_episode_metrics_that_break_the_convention_stop_the_run_at_once(flaky, tmp_path):
+    """Every episode would send them again: one paragraph and exit 2 at the first, not five
+    worker replacements first."""
+    out = tmp_path / "run"
+    result = run_distrl(
+        "train", "--num-workers", "2", "--stop-env-steps", "100000", "--out", str(out),
+        "--set", "env.id=Flaky-v0", "env.entry_point=flakyenvs:make", "env.options.fail_at=[]",
+        "env.options.metrics.score=high",
+    )  # fmt: skip
+    assert_clean_error(result, 2)
+    assert "episode metric 'score' as a str ('high')" in result.stderr, result.stderr
+    assert "replaced" not in result.stdout, result.stdout
