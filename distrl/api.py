@@ -133,7 +133,7 @@ def prepare(user: dict[str, Any]) -> tuple[Config, Optional[str]]:
     config = resolve(user)
     custom.prepare(config.env)
     family = check_id(config.env.id)
-    if family.name == "classic":
+    if family.check_spaces_on_driver:
         _check_spaces(config)
     return config, _default_stop(config)
 

@@ -15,30 +15,12 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from distrl.errors import ConfigError, DistrlError
 
+# The progress.jsonl fields every report carries (docs/design.md, "Output of a run"), derived
+# from the run's counters.
+from distrl.runtime.tally import CONTRACT_FIELDS as CONTRACT_FIELDS
+
 if TYPE_CHECKING:
     from distrl.config import Config
-
-# progress.jsonl fields every report carries (docs/design.md, "Output of a run").
-CONTRACT_FIELDS = (
-    "time_s",
-    "env_steps",
-    "env_frames",
-    "episodes",
-    "episode_return_mean",
-    "env_steps_per_s",
-    "learner_updates",
-    "policy_lag_mean",
-    "num_workers",
-    "num_nodes",
-    "worker_restarts",
-    "skipped_gradient_steps",
-    "env_restarts",
-    "learner_restarts",
-    "parameter_server_restarts",
-    "replay_shard_restarts",
-    "consumed_env_steps",
-    "lost_env_steps",
-)
 
 # TensorBoard tags, grouped as CleanRL groups them so every algorithm's page looks alike.
 _CHART_TAGS = {

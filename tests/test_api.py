@@ -54,26 +54,22 @@ def test_train_from_python_reports_evaluation_rounds(trained_cartpole):
     assert len(asked) >= written[-1]["env_steps"] // 10_000 - 2
 
 
-def test_stop_on_eval_compares_the_reward_with_the_newest_evaluation_round(tmp_path):
-    """The stop rule itself, on the driver's bookkeeping (the sweep test below stops real
-    runs by it): with stop.on=eval the training return is not looked at."""
+def test_stop_on_eval_compares_the_reward_with_the_newest_evaluation_round():
+    """The stop rule itself, on the driver's tally (the sweep test below stops real runs by
+    it): with stop.on=eval the training return is not looked at."""
     from distrl.config import resolve
-    from distrl.metrics import MetricsWriter
-    from distrl.runtime.bookkeeping import RETURN_WINDOW, Bookkeeping
+    from distrl.runtime.tally import RETURN_WINDOW, Tally
 
     config = resolve({"stop": {"reward": 100, "on": "eval"}, "eval": {"every_env_steps": 1000}})
-    metrics = MetricsWriter(tmp_path, False, "off", None)
-    book = Bookkeeping(config, metrics)
-    book.start_clock()
-    book.recent_returns.extend([500.0] * RETURN_WINDOW)  # a training return far past the bar
-    assert book.stop_reason() is None
-    book.evaluation = {"return_mean": 99.5, "env_steps": 3000}
-    assert book.stop_reason() is None
-    book.evaluation = {"return_mean": 100.0, "env_steps": 4000}
-    assert book.stop_reason() == "eval_return_mean 100.00 >= 100.0 (weights of env step 4,000)"
-    book.stop.on = "train"
-    assert book.stop_reason().startswith("episode_return_mean 500.00")
-    metrics.close()
+    tally = Tally(config)
+    tally.start_clock()
+    tally.recent_returns.extend([500.0] * RETURN_WINDOW)  # a training return far past the bar
+    assert tally.stop_reason(None) is None
+    assert tally.stop_reason({"return_mean": 99.5, "env_steps": 3000}) is None
+    evaluation = {"return_mean": 100.0, "env_steps": 4000}
+    assert tally.stop_reason(evaluation) == "eval_return_mean 100.00 >= 100.0 (weights of env step 4,000)"
+    tally.stop.on = "train"
+    assert tally.stop_reason(evaluation).startswith("episode_return_mean 500.00")
 
 
 def test_config_errors_from_python_are_the_command_lines(tmp_path):

@@ -1,5 +1,5 @@
-"""The docs match the code: every file the code and docs cite exists, and the design
-document's fragment table lists exactly the keys the schema declares."""
+"""The docs match the code: every file the code and docs cite exists, the design document's
+fragment table lists exactly the keys the schema declares, and it names every counter."""
 
 import re
 from pathlib import Path
@@ -39,3 +39,15 @@ def test_the_design_document_lists_every_fragment_key():
     table = text.split("## The fragment", 1)[1].split("\n## ", 1)[0]
     keys = re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
     assert keys == list(SCHEMA), keys
+
+
+def test_the_design_document_names_every_counter():
+    """A counter is a field of Counters plus its doc: the report and the contract follow from
+    the field, the doc is this section."""
+    from distrl.runtime.tally import CONTRACT_FIELDS, COUNTER_NAMES
+
+    text = (ROOT / "docs" / "design.md").read_text()
+    section = text.split("## Output of a run", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(\w+)`", section))
+    assert set(COUNTER_NAMES) <= set(CONTRACT_FIELDS)
+    assert not set(CONTRACT_FIELDS) - named, sorted(set(CONTRACT_FIELDS) - named)

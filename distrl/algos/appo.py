@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from distrl.algos.common import OptimizedAlgorithm, clipped_surrogate, normalize, unroll
+from distrl.algos.common import OptimizedAlgorithm, clipped_surrogate, minibatches, normalize, unroll
 from distrl.algos.impala import IMPALAConfig, vtrace_targets
 from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
 from distrl.models.actor_critic import ActorCritic
@@ -87,9 +87,8 @@ class APPO(OptimizedAlgorithm):
         totals: dict[str, float] = {}
         steps = 0
         for _ in range(cfg.epochs):
-            columns = torch.randperm(B, device=batch["rewards"].device)
             # Minibatches of whole columns keep each step's time context; every column is used.
-            for cols in torch.tensor_split(columns, min(cfg.num_minibatches, B)):
+            for cols in minibatches(B, cfg.num_minibatches, batch["rewards"].device):
                 loss, stats = appo_loss(self.model, batch, targets, cols, cfg)
                 stats["grad_norm"] = torch.tensor(self.gradient_step(loss))
                 for key, value in stats.items():

@@ -89,6 +89,13 @@ def normalize(advantages: torch.Tensor) -> torch.Tensor:
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
 
+def minibatches(size: int, count: int, device: torch.device | str) -> tuple[torch.Tensor, ...]:
+    """One pass over ``size`` items (transitions, or fragment columns) in a random order, as
+    ``count`` index sets that together hold every item (sizes differ by one at most); fewer
+    sets when there are fewer items. PPO and APPO each take ``epochs`` such passes."""
+    return torch.tensor_split(torch.randperm(size, device=device), min(count, size))
+
+
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
     """PPO's clipped objective (Schulman et al. 2017, eq. 7), as a loss to minimise:
     -E[min(r A, clip(r, 1 - eps, 1 + eps) A)]."""

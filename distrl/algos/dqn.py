@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from distrl.algos.common import OptimizedAlgorithm, clip_rewards
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards, make_optimizer
 from distrl.algos.interface import AlgorithmSpec, Behaviour, Progress, ReplaySettings, Update
 from distrl.algos.returns import nstep_targets
 from distrl.options import option
@@ -233,7 +233,8 @@ def initial_priorities(fragment: dict[str, np.ndarray], config: DQNConfig) -> di
 
 class DQN(OptimizedAlgorithm):
     def __init__(self, config: DQNConfig, model: nn.Module, budget_env_steps: Optional[int]):
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+        # The fused Adam of the shared factory: DQN is the learner-bound algorithm.
+        optimizer = make_optimizer("adam", model.parameters(), config.lr, config.adam_eps)
         super().__init__(config, model, budget_env_steps, optimizer)
         self.target = copy.deepcopy(model).requires_grad_(False)
         # Loading a state dict copies into these same tensors, so the lists stay valid.

@@ -21,6 +21,7 @@ from distrl.algos.common import (
     clip_rewards,
     clipped_surrogate,
     make_optimizer,
+    minibatches,
     normalize,
     unroll,
 )
@@ -210,7 +211,6 @@ class PPO(OptimizedAlgorithm):
             "returns": returns.flatten(0, 1),
         }
         n = flat["actions"].shape[0]
-        minibatch_size = max(1, n // cfg.num_minibatches)
 
         totals: dict[str, torch.Tensor] = {}
         num_steps = 0
@@ -220,11 +220,8 @@ class PPO(OptimizedAlgorithm):
         recurrent = getattr(self.model, "recurrent", False)
         if recurrent:
             n = advantages.shape[1]
-            minibatch_size = max(1, n // cfg.num_minibatches)
         for _ in range(cfg.epochs):
-            permutation = torch.randperm(n, device=flat["actions"].device)
-            for start in range(0, n - minibatch_size + 1, minibatch_size):
-                index = permutation[start : start + minibatch_size]
+            for index in minibatches(n, cfg.num_minibatches, flat["actions"].device):
                 if recurrent:
                     params, values = unroll(self.model, batch, index)
                     columns = {

@@ -38,6 +38,25 @@ class Family:
     # Emulator frames per second where the env's metadata misstates it; a recording plays at
     # this rate over the frame skip, the game's own speed.
     frames_per_second: Optional[float] = None
+    # Which ids are this family's, by their look alone (a prefix); family_of asks the
+    # families in FAMILIES' order, and ids none claims are gymnasium's ("classic").
+    claims: Callable[[str], bool] = lambda env_id: False
+    # Makes the family's ids known to gymnasium (imports the package that registers them);
+    # raises EnvironmentNotAvailable with the install line when it is missing.
+    register: Callable[[], None] = lambda: None
+    # Checks an id before any process starts; the default asks gymnasium's registry.
+    check: Optional[Callable[[str], None]] = None
+    # Does make_env check the id first (for the did-you-mean message of ids in a namespace
+    # that gymnasium's own error would not give)?
+    check_on_make: bool = False
+    # Plain gymnasium ids that the family's package registers (ale-py's PongNoFrameskip-v4),
+    # asked after every family's claims.
+    owns_registered: Callable[[str], bool] = lambda env_id: False
+    # Ids that have a native batched env (ale-py's AtariVectorEnv, envs/vector.py).
+    native_batch: Callable[[str], bool] = lambda env_id: False
+    # Are its envs cheap enough to build on the driver before Ray starts, to refuse spaces
+    # the algorithm cannot take there (the user's own gymnasium envs)?
+    check_spaces_on_driver: bool = False
 
 
 FAMILIES: dict[str, Family] = {
@@ -52,6 +71,10 @@ FAMILIES: dict[str, Family] = {
         eval_options=atari.EVAL_OPTIONS,
         frame_skip_option="frame_skip",
         frames_per_second=atari.FRAMES_PER_SECOND,
+        claims=lambda env_id: env_id.startswith("ALE/"),
+        owns_registered=atari.owns_registered_id,
+        register=atari.register,
+        native_batch=lambda env_id: atari.batched_game(env_id) is not None,
     ),
     "doom": Family(
         name="doom",
@@ -62,6 +85,9 @@ FAMILIES: dict[str, Family] = {
         example_ids=tuple(doom.SCENARIOS.values()),
         install="pip install 'distrl[doom]'",
         frame_skip_option="frame_skip",
+        claims=doom.is_doom_id,
+        register=doom.register,
+        check_on_make=True,
     ),
     "retro": Family(
         name="retro",
@@ -72,6 +98,8 @@ FAMILIES: dict[str, Family] = {
         example_ids=("retro/Airstriker-Genesis-v0", "retro/SonicTheHedgehog-Genesis-v0", "retro/SuperMarioBros-Nes-v0"),
         install="pip install 'distrl[retro]'; other ROMs: python -m stable_retro.import DIR",
         frame_skip_option="frame_skip",
+        claims=lambda env_id: env_id.startswith(retro.PREFIX),
+        check=retro.check_game,  # retro ids are not in gymnasium's registry
     ),
     "distrl": Family(
         name="distrl",
@@ -81,6 +109,9 @@ FAMILIES: dict[str, Family] = {
         defaults={},
         example_ids=tuple(teaching.IDS),
         defaults_by_id=teaching.DEFAULTS,
+        claims=lambda env_id: env_id.startswith("distrl/"),
+        register=teaching.register,
+        check_on_make=True,
     ),
     "classic": Family(
         name="classic",
@@ -89,29 +120,21 @@ FAMILIES: dict[str, Family] = {
         make=classic.make,
         defaults=classic.DEFAULTS,
         example_ids=("CartPole-v1", "MountainCar-v0", "Acrobot-v1", "FrozenLake-v1"),
+        check_spaces_on_driver=True,
     ),
 }
 
 
 def family_of(env_id: str) -> Family:
     """The family an id belongs to; ids no family claims are plain gymnasium ids."""
-    if env_id.startswith("ALE/"):
-        return FAMILIES["atari"]
-    if env_id.startswith(retro.PREFIX):
-        return FAMILIES["retro"]
-    if env_id.startswith("distrl/"):
-        return FAMILIES["distrl"]
-    if doom.is_doom_id(env_id):
-        return FAMILIES["doom"]
+    for family in FAMILIES.values():
+        if family.claims(env_id):
+            return family
     if custom.split_module(env_id)[0] is not None:
         return FAMILIES["classic"]  # gymnasium's "module:EnvId" form: the user's own env
-    if env_id not in gym.registry:
-        try:  # ale-py's own older ids (PongNoFrameskip-v4, ...) are registered on import
-            atari.register()
-        except EnvironmentNotAvailable:
-            pass
-    if atari.is_atari_id(env_id):
-        return FAMILIES["atari"]
+    for family in FAMILIES.values():
+        if family.owns_registered(env_id):
+            return family
     return FAMILIES["classic"]
 
 
@@ -150,10 +173,10 @@ def _unknown_id(env_id: str) -> EnvironmentNotAvailable:
 def check_id(env_id: str) -> Family:
     """Fail early, before any process starts, on an id no family or gymnasium knows."""
     family = family_of(env_id)
-    if family.name == "retro":
-        retro.check_game(env_id)  # retro ids are not in gymnasium's registry
+    if family.check is not None:
+        family.check(env_id)
         return family
-    {"atari": atari.register, "doom": doom.register, "distrl": teaching.register}.get(family.name, lambda: None)()
+    family.register()
     if custom.split_module(env_id)[1] not in gym.registry:
         raise _unknown_id(env_id)
     return family
@@ -166,8 +189,8 @@ def make_env(env_id: str, seed: Optional[int] = None, render_mode: Optional[str]
     would see, not the preprocessed observation; training leaves it at None (no rendering).
     """
     family = family_of(env_id)
-    if family.name in ("doom", "distrl"):
-        check_id(env_id)  # an unknown id in these namespaces gets the did-you-mean message
+    if family.check_on_make:
+        check_id(env_id)  # an unknown id in the family's namespace gets the did-you-mean message
     try:
         env = family.make(env_id, render_mode=render_mode, **options)
     except gym.error.Error as error:

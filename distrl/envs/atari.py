@@ -5,6 +5,7 @@ is done by the learner, so episode returns stay game scores."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 import gymnasium as gym
@@ -49,6 +50,27 @@ def register() -> None:
             "`pip install 'distrl[atari]'` (ale-py ships the game ROMs)."
         ) from None
     gym.register_envs(ale_py)
+
+
+def batched_game(env_id: str) -> Optional[str]:
+    """The ROM name AtariVectorEnv takes for an ``ALE/<Game>-v5`` id (``SpaceInvaders`` ->
+    ``space_invaders``); None for ids it does not cover (the v0/v4 and NoFrameskip ids)."""
+    match = re.fullmatch(r"ALE/([A-Za-z0-9]+)-v5", env_id)
+    if match is None:
+        return None
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", match.group(1)).lower()
+
+
+def owns_registered_id(env_id: str) -> bool:
+    """Is ``env_id`` one of ale-py's plain gymnasium ids (PongNoFrameskip-v4, ...)? They are
+    registered when ale-py is imported, so an id gymnasium does not know yet is looked up
+    again after that (an ale-py that is not installed owns none)."""
+    if env_id not in gym.registry:
+        try:
+            register()
+        except EnvironmentNotAvailable:
+            return False
+    return is_atari_id(env_id)
 
 
 def is_atari_id(env_id: str) -> bool:

@@ -19,7 +19,6 @@ at its last step, ``envs/wrappers.episode_metrics_of``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -134,15 +133,6 @@ class EnvLoop:
         self.envs = []
 
 
-def atari_game(env_id: str) -> Optional[str]:
-    """The ROM name AtariVectorEnv takes for an ``ALE/<Game>-v5`` id (``SpaceInvaders`` ->
-    ``space_invaders``); None for ids it does not cover (the v0/v4 and NoFrameskip ids)."""
-    match = re.fullmatch(r"ALE/([A-Za-z0-9]+)-v5", env_id)
-    if match is None:
-        return None
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", match.group(1)).lower()
-
-
 class AtariBatch:
     """ale-py's AtariVectorEnv with distrl's Atari options.
 
@@ -161,7 +151,7 @@ class AtariBatch:
 
         check_options("atari", options, atari.DEFAULTS)
         opts = {**atari.DEFAULTS, **options}
-        game = atari_game(env_id)
+        game = atari.batched_game(env_id)
         assert game is not None, f"{env_id} is not an ALE/<Game>-v5 id"
         # downscale=max: ale-py resizes to twice the size, and the brightest of each 2x2 block
         # is kept here, as atari.make's MaxPool2 does on the single-env path.
@@ -263,7 +253,8 @@ def make_vector_env(
 ) -> VectorEnv:
     """``num_envs`` copies of ``env_id``. ``vectorize``: ``auto`` takes the family's native
     batched env when there is one for this id, ``native`` insists on it, ``loop`` never uses it."""
-    native = family_of(env_id).name == "atari" and atari_game(env_id) is not None
+    family = family_of(env_id)
+    native = family.native_batch(env_id)
     if vectorize == "native" and not native:
         from distrl.errors import ConfigError
 
@@ -272,9 +263,9 @@ def make_vector_env(
             f"covers ALE/<Game>-v5 ids). Use env.vectorize=auto or loop."
         )
     if native and vectorize != "loop":
-        atari.register()
+        family.register()
         return AtariBatch(env_id, num_envs, seed, options, num_threads=num_threads)
     return EnvLoop(env_id, num_envs, seed, options)
 
 
-__all__ = ["AtariBatch", "EnvLoop", "VectorEnv", "VectorStep", "atari_game", "make_vector_env"]
+__all__ = ["AtariBatch", "EnvLoop", "VectorEnv", "VectorStep", "make_vector_env"]

@@ -1,33 +1,55 @@
-"""Trainer: a run's lifecycle. Starts or joins Ray, creates the parameter server, the flow's
-actors, the learner and the worker pool, hands the loop to the flow, and on the way out
-writes the last checkpoint and releases what it took. It knows no algorithm: the flow the
-algorithm registered does the training (``runtime/flows/``)."""
+"""Trainer: a run's lifecycle and its one loop. Starts or joins Ray, creates the parameter
+server, the flow's actors, the learner and the worker pool, then iterates the flow's updates
+and after each does the run's duties (``DUTIES``); on the way out it writes the last
+checkpoint and releases what it took. It knows no algorithm and no flow: the flow the
+algorithm registered decides what is asked of workers and learner (``runtime/flows/``)."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 
 from distrl import checkpoint
 from distrl.algos import ALGORITHMS
+from distrl.checkpoint import CheckpointWriteError
 from distrl.config import Config
 from distrl.metrics import MetricsWriter
 from distrl.models import model_notes
 from distrl.runtime import cluster
-from distrl.runtime.bookkeeping import Bookkeeping
 from distrl.runtime.evaluator import Evaluator
-from distrl.runtime.failures import LearnerDied, get_from_learner, learner_died, task_failure
-from distrl.runtime.flows import flow_for
-from distrl.runtime.learner import Learner
+from distrl.runtime.flows import Driving, Flow, flow_for
+from distrl.runtime.learner_handle import LearnerHandle
 from distrl.runtime.parameter_server import ParameterServer
+from distrl.runtime.tally import Tally, restart_counter
 from distrl.runtime.worker_pool import WorkerPool
+
+
+@dataclass
+class Duty:
+    """One of the run's periodic duties: due every ``every_s`` seconds, or at once after an
+    event named in ``also_on``; not run after one in ``unless``. ``run`` gets the events of
+    this round and may add its own (returns its name, or None)."""
+
+    name: str
+    every_s: float
+    run: Callable[[set[str]], Optional[str]]
+    also_on: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
+    last: float = 0.0
+
+    def due(self, now: float, events: set[str]) -> bool:
+        if events.intersection(self.unless):
+            return False
+        return now - self.last >= self.every_s or bool(events.intersection(self.also_on))
 
 
 class Trainer:
@@ -46,66 +68,58 @@ class Trainer:
         self.resume_state = resume_state
         self.on_report = on_report
         self.verbose = verbose
-        self.pool: Optional[WorkerPool] = None  # the rollout workers, from _start() until run() ends
-        self.evaluator: Any = None  # the evaluation actor, when eval.every_env_steps is set
         self.last_report: dict[str, Any] = {}
+        self.tally = Tally(config, resume_state)
+        # Opened by run(), which owns the run folder; each of the below exists from _start().
+        self.metrics: Optional[MetricsWriter] = None
+        self.parameter_server: Any = None
+        self.flow: Optional[Flow] = None
+        self.pool: Optional[WorkerPool] = None
+        self.learner: Optional[LearnerHandle] = None
+        self.incarnations: dict[str, list[Any]] = {}  # of the actors Ray restarts empty, by kind
+        # With eval.every_env_steps: the evaluation actor, the round it plays, the step count
+        # at which the next is due, and the newest finished round.
+        self.evaluator: Any = None
+        self.evaluation_ref: Any = None
+        self.next_evaluation = 0
+        self.evaluation: Optional[dict[str, Any]] = None
+        self.stop_reason: Optional[str] = None
+        self.duties: list[Duty] = []
 
-    def _learner_gpus(self) -> float:
-        wanted = self.config.runtime.num_gpus_per_learner
-        if wanted == "auto":
-            return 1.0 if cluster.cluster_gpus() >= 1 else 0.0
-        return float(wanted)
+    # ---------------------------------------------------------------- set-up
 
-    def _start(self) -> WorkerPool:
+    def _start(self, metrics: MetricsWriter) -> None:
         """Create the actors in the order that starts processes soonest: the learner before
         the workers, so that its CPU on the head is taken first and its process imports torch
-        while the workers build their environments. Returns the worker pool (``self.pool``)."""
+        while the workers build their environments."""
         config, runtime = self.config, self.config.runtime
         head = cluster.on_head_node()
-        gpus = self._learner_gpus()
         # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
         # Ray restarts a dead parameter server, empty, and retries the calls made to it.
         self.parameter_server = ParameterServer.options(  # type: ignore[attr-defined]
             max_restarts=runtime.max_learner_restarts, max_task_retries=-1, **head
         ).remote()
-        self.flow = flow_for(config, ALGORITHMS[config.algo])
-        self.pool = WorkerPool(
+        flow = self.flow = flow_for(config, ALGORITHMS[config.algo])
+        learner_gpus = LearnerHandle.gpus(config)
+        pool = self.pool = WorkerPool(
             config,
             self.parameter_server,
             None,
-            self.metrics,
-            self.book.counters,
-            learner_cpu_reserve=0.0 if gpus else runtime.num_cpus_per_learner,
+            metrics,
+            self.tally,
+            learner_cpu_reserve=0.0 if learner_gpus else runtime.num_cpus_per_learner,
         )
-        count = self.pool.initial_count()
-        self.flow.create_actors(count)
-        # A GPU learner goes wherever the GPU is; a CPU learner stays on the head node.
-        # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
-        # Ray restarts a learner whose process dies (same handle, fresh process); the driver
-        # then gives it the newest state it holds (restore_learner).
-        self.learner = Learner.options(  # type: ignore[attr-defined]
-            num_cpus=runtime.num_cpus_per_learner,
-            num_gpus=gpus,
-            max_restarts=runtime.max_learner_restarts,
-            **self._learner_placement(gpus, head),
-        ).remote(config)
-        self.pool.task = self.flow.worker_task(self.learner)
-        spaces = self.pool.start(count)
-        busy = self.pool.busy_cpus() if self.flow.workers_busy_during_updates() else {}
-        self.setup_args = (*spaces, self.parameter_server, self.flow.learner_side(), busy)
-        device = get_from_learner(
-            self.learner.setup.remote(*self.setup_args), self.out_dir, "The learner could not build its model"
-        )
-        if self.resume_state is not None:
-            try:
-                ray.get(self.learner.set_state.remote(self.resume_state))
-            except RayTaskError as error:
-                raise task_failure(
-                    error, "The checkpoint does not fit this run's model (was model.* or env changed?)"
-                ) from None
-        self._snapshot()
+        count = pool.initial_count()
+        flow.create_actors(count)
+        learner = self.learner = LearnerHandle(config, self.out_dir, self.tally, metrics, pool)
+        # A GPU learner goes wherever the GPU is; a CPU learner stays on the head node;
+        # a Tune trial's learner has bundle 1 of the trial's placement group (distrl.tune).
+        placement = cluster.in_bundle(1) if cluster.in_placement_group() else ({} if learner_gpus else head)
+        pool.task = flow.worker_task(learner.create(learner_gpus, placement))
+        spaces = pool.start(count)
+        busy = pool.busy_cpus() if flow.workers_busy_during_updates() else {}
+        device = learner.setup(spaces, self.parameter_server, flow.learner_side(), busy, self.resume_state)
         self.incarnations = self._incarnations()
-        self.pool.latest_weights = ray.get(self.learner.newest_weights.remote())
         if config.eval.every_env_steps is not None:
             # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
             # In a Tune trial, an evaluator that reserves CPUs has the group's last bundle.
@@ -113,91 +127,80 @@ class Trainer:
             self.evaluator = Evaluator.options(  # type: ignore[attr-defined]
                 num_cpus=config.eval.num_cpus, max_restarts=-1, **placed
             ).remote(config)
-            self.evaluation_ref: Any = None
-            self.next_evaluation = self.book.counters.env_steps + config.eval.every_env_steps
-        self.metrics.message(
-            f"distrl: {config.algo} on {config.env.id}: {self.pool.size} rollout workers x "
-            f"{runtime.envs_per_worker} envs on {self.pool.num_nodes} node(s), learner on "
+            self.next_evaluation = self.tally.counters.env_steps + config.eval.every_env_steps
+        self.duties = self._duties()
+        metrics.message(
+            f"distrl: {config.algo} on {config.env.id}: {pool.size} rollout workers x "
+            f"{runtime.envs_per_worker} envs on {pool.num_nodes} node(s), learner on "
             f"{device}; output in {self.out_dir}"
         )
         for note in model_notes(config.model, spaces[0]):
-            self.metrics.message(f"distrl: note: {note}")
-        return self.pool
+            metrics.message(f"distrl: note: {note}")
 
-    @staticmethod
-    def _learner_placement(gpus: float, head: dict) -> dict:
-        """Bundle 1 of a Tune trial's placement group (distrl.tune); else a GPU learner goes
-        wherever the GPU is and a CPU learner stays on the head node."""
-        if cluster.in_placement_group():
-            return cluster.in_bundle(1)
-        return {} if gpus else head
+    def _duties(self) -> list[Duty]:
+        """The run's duties after each update, in the order they run. The stop rules come
+        after the evaluation (a finished round may meet stop.reward) and before the report
+        and checkpoint they force; a checkpoint is a snapshot too."""
+        config, now = self.config, time.monotonic()
+        assert self.pool is not None and self.learner is not None
+        learner = self.learner
+        table = [
+            Duty("evaluation", 0.0 if self.evaluator is not None else math.inf, self._poll_evaluation),
+            Duty("stop", 0.0, self._check_stop_rules),
+            Duty("rescale", config.runtime.elastic_check_s if self.pool.elastic else math.inf, self._rescale),
+            Duty("report", config.output.report_every_s, self._report, also_on=("stop", "evaluated")),
+            Duty("checkpoint", config.output.checkpoint_every_s, self._checkpoint_duty, also_on=("stop",)),
+            Duty(
+                "snapshot",
+                config.runtime.learner_snapshot_every_s,
+                lambda events: learner.take_snapshot(),
+                unless=("checkpointed",),
+            ),
+        ]
+        for duty in table:
+            duty.last = now
+        return table
 
-    def _snapshot(self) -> None:
-        """Keep a copy of the learner's state in this process: what a restarted learner gets.
-        The learner's own object store would not do: its objects die with it."""
-        try:
-            self._keep_snapshot(get_from_learner(self.learner.get_state.remote(), self.out_dir))
-        except LearnerDied:
-            self.restore_learner()  # from the previous snapshot; the next one is due later
+    # ---------------------------------------------------------------- the loop
 
-    def _keep_snapshot(self, state: dict[str, Any]) -> None:
-        self.snapshot, self.snapshot_time = state, time.monotonic()
+    def _train(self) -> str:
+        """Iterate the flow's updates, count each, run the duties; returns the stop rule."""
+        assert self.flow is not None and self.pool is not None and self.learner is not None
+        self.tally.start_clock()
+        for duty in self.duties:
+            duty.last = time.monotonic()
+        driving = Driving(self.pool, self.learner, self.tally, self._due)
+        for update in self.flow.updates(driving):
+            if update.report is not None:
+                self.tally.update(update.report, update.sent_steps)
+            self.tally.set_waiting(update.waiting_steps)
+            if not update.duties:
+                continue
+            events: set[str] = set()
+            now = time.monotonic()
+            for duty in self.duties:
+                if duty.due(now, events):
+                    event = duty.run(events)
+                    duty.last = time.monotonic()
+                    if event is not None:
+                        events.add(event)
+            if "stop" in events:
+                assert self.stop_reason is not None
+                return self.stop_reason
+        raise AssertionError("a flow's updates ended without a stop rule")
 
-    def _call_learner(self, method: Any, *args: Any, patience: float = 60.0) -> Any:
-        """A call on a learner that Ray may still be restarting: while its death is being
-        noticed a call can fail at once, so try again for up to ``patience`` seconds (also the
-        longest wait for an answer: a learner that cannot be placed again never answers)."""
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                return ray.get(method.remote(*args), timeout=max(deadline - time.monotonic(), 1.0))
-            except RayActorError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+    def _due(self) -> bool:
+        """Will the next round of duties report, checkpoint or stop?"""
+        now = time.monotonic()
+        timed = any(duty.name in ("report", "checkpoint") and duty.due(now, set()) for duty in self.duties)
+        return timed or self.tally.stop_reason(self.evaluation) is not None
 
-    def restore_learner(self) -> None:
-        """After the learner's process died: wait for Ray's restart, build the model again and
-        load the newest snapshot. The version goes on past the newest one anyone may hold (the
-        reports, the parameter server), so versions only increase; ``updates`` stays the
-        driver's count, as updates applied and then lost did happen. A report from a learner
-        already restored (A3C: several workers see one death) changes nothing."""
-        counters, limit = self.book.counters, self.config.runtime.max_learner_restarts
-        gave_up = learner_died(
-            self.out_dir, f"after {counters.learner_restarts} restart(s); runtime.max_learner_restarts is {limit}"
-        )
-        try:
-            # Past the limit Ray does not restart it either: only a learner already restored
-            # (a second report of one death) answers.
-            if self._call_learner(self.learner.is_ready, patience=60.0 if counters.learner_restarts < limit else 0.0):
-                return
-            if counters.learner_restarts >= limit:
-                raise gave_up
-            assert self.pool is not None
-            state = dict(self.snapshot)
-            published = ray.get(self.parameter_server.get_version.remote())
-            # Past every version reported, published, or (A3C: one reply per worker the driver
-            # has not read yet) handed straight to a worker.
-            version = max(int(state["version"]), self.book.latest_version, published) + self.pool.size + 1
-            state["version"], state["updates"] = version, counters.learner_updates
-            self._call_learner(self.learner.setup, *self.setup_args, state)
-            self.pool.latest_weights = self._call_learner(self.learner.newest_weights)
-        except (RayActorError, GetTimeoutError):
-            raise gave_up from None
-        except RayTaskError as error:
-            raise task_failure(error, "The restarted learner could not load its state") from None
-        self.book.latest_version = version
-        counters.learner_restarts += 1
-        self.metrics.message(
-            f"the learner's process died; Ray restarted it and it goes on from a copy of its state taken "
-            f"{time.monotonic() - self.snapshot_time:.0f} s earlier (restart {counters.learner_restarts}, "
-            f"now at version {version})"
-        )
+    # ---------------------------------------------------------------- the duties
 
-    def _poll_evaluation(self, env_steps: int) -> Optional[dict[str, Any]]:
-        """The evaluation round that finished since the last call, if any; asks for the next
-        one when it is due and none is playing (a slow round delays the next, rather than
-        queueing rounds of stale weights behind it)."""
+    def _poll_evaluation(self, events: set[str]) -> Optional[str]:
+        """Take the evaluation round that finished since the last call, if any (event
+        ``evaluated``); ask for the next one when it is due and none is playing (a slow round
+        delays the next, rather than queueing rounds of stale weights behind it)."""
         result = None
         if self.evaluation_ref is not None:
             ready, _ = ray.wait([self.evaluation_ref], timeout=0)
@@ -207,67 +210,130 @@ class Trainer:
             try:
                 result = ray.get(ref)
             except (RayActorError, RayTaskError) as error:
-                self.metrics.message(
+                self._message(
                     f"an evaluation round failed ({str(error).strip().splitlines()[-1][:200]}); "
                     f"training goes on and the next round is asked for as usual"
                 )
             if result is not None and result["version"] is None:
                 result = None  # nothing was published yet
+        env_steps = self.tally.counters.env_steps
         if self.evaluation_ref is None and env_steps >= self.next_evaluation:
             self.evaluation_ref = self.evaluator.evaluate.remote(env_steps, self.parameter_server)
             self.next_evaluation = env_steps + (self.config.eval.every_env_steps or 0)
-        return result
+        if result is None:
+            return None
+        self.evaluation = result
+        return "evaluated"
 
-    def _report(self, record: dict[str, Any]) -> None:
+    def _check_stop_rules(self, events: set[str]) -> Optional[str]:
+        """The stop rules (event ``stop``). Raises NonFiniteLoss, after a last report and
+        checkpoint, once the learner has skipped ``runtime.max_nonfinite_updates`` updates in
+        a row for NaN or Inf losses."""
+        if self.tally.nonfinite_in_a_row >= self.tally.max_nonfinite:
+            self._report(events)
+            error = self.tally.nonfinite_error(str(self._checkpoint()))
+            assert error is not None
+            raise error
+        self.stop_reason = self.tally.stop_reason(self.evaluation)
+        return "stop" if self.stop_reason else None
+
+    def _rescale(self, events: set[str]) -> None:
+        assert self.pool is not None
+        self.pool.rescale()
+        return None
+
+    def _report(self, events: set[str]) -> None:
+        assert self.pool is not None and self.learner is not None and self.metrics is not None
+        self._check_actors()
+        fields: dict[str, Any] = {
+            "num_workers": self.pool.size,
+            "num_nodes": self.pool.num_nodes,
+            "learner_version": self.learner.version,
+        }
+        if self.evaluator is not None:
+            fields.update(self._evaluation_fields())
+        record = self.tally.report(**fields)
+        self.metrics.write(record)
         self.last_report = record
         if self.on_report is not None:
             self.on_report(record)
+        return None
 
-    def _incarnations(self) -> dict[str, list[Any]]:
-        actors = {"parameter_server": [self.parameter_server], **self.flow.restartable_actors()}
-        return {kind: ray.get([actor.incarnation.remote() for actor in group]) for kind, group in actors.items()}
+    def _evaluation_fields(self) -> dict[str, Any]:
+        """The newest evaluation round, in every report once evaluation is on (NaN before the
+        first round finishes): ``eval_env_steps`` is the step count at which its weights were
+        taken, which lags the report's ``env_steps`` by the time the round took."""
+        found = self.evaluation or {}
+        return {
+            "eval_return_mean": found.get("return_mean", math.nan),
+            "eval_return_std": found.get("return_std", math.nan),
+            "eval_episodes": found.get("episodes", 0),
+            "eval_env_steps": found.get("env_steps"),
+            "eval_version": found.get("version"),
+        }
 
-    def _check_actors(self) -> None:
-        """Count the restarts Ray made of the parameter server and the flow's actors since the
-        last look (at each report). A parameter server comes back empty: the learner publishes
-        its weights to it again. A replay shard comes back empty and refills."""
-        now = self._incarnations()
-        counters = self.book.counters
-        for kind, tokens in now.items():
-            restarted = [i for i, (old, new) in enumerate(zip(self.incarnations[kind], tokens)) if old != new]
-            if not restarted:
-                continue
-            if kind == "parameter_server":
-                counters.parameter_server_restarts += 1
-                self.learner.republish.remote()
-                self.metrics.message(
-                    "the parameter server's process died; Ray restarted it and the learner published its weights again"
-                )
-            else:
-                counters.replay_shard_restarts += len(restarted)
-                self.metrics.message(
-                    f"replay shard(s) {restarted} died; Ray restarted them empty, and they refill from the workers"
-                )
-        self.incarnations = now
+    def _checkpoint_duty(self, events: set[str]) -> Optional[str]:
+        """A checkpoint (event ``checkpointed``). One that cannot be written during the run is
+        a message, and training goes on; the last one of the run ends it with the message."""
+        try:
+            self._checkpoint()
+        except CheckpointWriteError as error:
+            if "stop" in events:
+                raise
+            self._message(
+                f"{error} Training goes on; the next checkpoint is due in {self.config.output.checkpoint_every_s:g} s."
+            )
+        return "checkpointed"
 
     def _checkpoint(self) -> Path:
-        try:
-            state = get_from_learner(self.learner.get_state.remote(), self.out_dir)
-        except LearnerDied:
-            self.restore_learner()
-            state = get_from_learner(self.learner.get_state.remote(), self.out_dir)
-        self._keep_snapshot(state)
-        # The learner counts every update it applied, also one this driver has not collected
-        # yet (after Ctrl-C with an update in flight).
-        self.book.counters.learner_updates = max(self.book.counters.learner_updates, int(state["updates"]))
-        state.update(self.book.state())
+        assert self.learner is not None
+        state = self.learner.state()
+        self.tally.clock()
+        state.update(self.tally.state())
         return checkpoint.save(
             self.out_dir / "checkpoints",
-            self.book.counters.learner_updates,
+            self.tally.counters.learner_updates,
             state,
             self.config.to_yaml(),
             self.config.output.keep_checkpoints,
         )
+
+    def _incarnations(self) -> dict[str, list[Any]]:
+        assert self.flow is not None
+        actors = {"parameter_server": [self.parameter_server], **self.flow.restartable_actors()}
+        for kind in actors:
+            restart_counter(kind)  # a kind without a counter fails at the start, not at its first restart
+        return {kind: ray.get([actor.incarnation.remote() for actor in group]) for kind, group in actors.items()}
+
+    def _check_actors(self) -> None:
+        """Count the restarts Ray made of the parameter server and the flow's actors since the
+        last look (at each report), each kind in its own counter. A parameter server comes
+        back empty: the learner publishes its weights to it again. The flow's actors (replay
+        shards) come back empty and refill."""
+        assert self.learner is not None
+        now = self._incarnations()
+        for kind, tokens in now.items():
+            restarted = [i for i, (old, new) in enumerate(zip(self.incarnations[kind], tokens)) if old != new]
+            if not restarted:
+                continue
+            self.tally.restarted(kind, len(restarted))
+            if kind == "parameter_server":
+                self.learner.republish()
+                self._message(
+                    "the parameter server's process died; Ray restarted it and the learner published its weights again"
+                )
+            else:
+                self._message(
+                    f"{kind.replace('_', ' ')}(s) {restarted} died; Ray restarted them empty, and they refill "
+                    f"from the workers"
+                )
+        self.incarnations = now
+
+    def _message(self, text: str) -> None:
+        if self.metrics is not None:
+            self.metrics.message(text)
+
+    # ---------------------------------------------------------------- the run
 
     def run(self) -> str:
         """Train until a stop rule holds; returns the rule. Raises KeyboardInterrupt on
@@ -277,19 +343,11 @@ class Trainer:
         for stale in (out / "checkpoints").glob(".tmp-*"):  # a write cut off by a crash
             shutil.rmtree(stale, ignore_errors=True)
         (out / "config.yaml").write_text(self.config.to_yaml())
-        self.metrics = MetricsWriter(
+        metrics = self.metrics = MetricsWriter(
             out, self.config.output.tensorboard, self.config.output.console, self.config.stop.env_steps, self.config
         )
-        self.book = Bookkeeping(self.config, self.metrics, self.resume_state)
-        self.book.checkpoint = self._checkpoint
-        self.book.snapshot = self._snapshot
-        self.book.check_actors = self._check_actors
-        self.book.on_report = self._report
-        if self.config.eval.every_env_steps is not None:
-            self.book.poll_evaluation = self._poll_evaluation
         runtime = self.config.runtime
         started_ray = False
-        self.pool = None
         # Python lets the main thread alone set handlers; a run driven from another thread
         # (a Tune trial, a user's thread) leaves SIGTERM to whoever owns the process.
         main_thread = threading.current_thread() is threading.main_thread()
@@ -301,21 +359,19 @@ class Trainer:
                 + (self.config.eval.num_cpus if self.config.eval.every_env_steps is not None else 0)
             )
             started_ray = cluster.connect(runtime.address, wanted, verbose=self.verbose)
-            pool = self._start()
-            self.book.start_clock()
+            self._start(metrics)
             try:
-                reason = self.flow.run(pool, self.learner, self.book, out, self.restore_learner)
+                reason = self._train()
             except KeyboardInterrupt:
-                self.book.counters.time_s = self.book.elapsed()
                 path = self._checkpoint()
-                self.metrics.message(f"interrupted; checkpoint written to {path}")
+                metrics.message(f"interrupted; checkpoint written to {path}")
                 raise
-            self.metrics.message(f"stopped: {reason}; checkpoint in {checkpoint.latest(out)}")
+            metrics.message(f"stopped: {reason}; checkpoint in {checkpoint.latest(out)}")
             return reason
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous_sigterm)
-            self.metrics.close()
+            metrics.close()
             if self.pool is not None:
                 self.pool.close()
             if self.evaluator is not None:

@@ -14,9 +14,9 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from distrl.errors import DistrlError, EnvContractError
 from distrl.metrics import MetricsWriter
 from distrl.runtime import cluster
-from distrl.runtime.bookkeeping import Counters
 from distrl.runtime.failures import first_line, task_failure
 from distrl.runtime.rollout_worker import Request, RolloutWorker, WorkerTask
+from distrl.runtime.tally import Tally
 
 NODE_VERDICT_S = 30.0  # how long to wait for the cluster to say whether a silent node died
 SAMPLE, WORK = "sample", "work"  # the two kinds of request: fragment back to the driver, or to the flow's task
@@ -29,26 +29,25 @@ class WorkerPool:
         parameter_server: Any,
         task: Optional[WorkerTask],
         metrics: MetricsWriter,
-        counters: Counters,
+        tally: Tally,
         learner_cpu_reserve: float,
     ):
+        """``tally``: where each fragment's summary and each replaced worker is counted."""
         self.config = config
         self.runtime = config.runtime
         self.parameter_server = parameter_server
         self.task = task
         self.metrics = metrics
-        self.counters = counters  # worker_restarts is counted here; env_steps is read for requests
+        self.tally = tally
         self.learner_cpu_reserve = learner_cpu_reserve
         # Workers by id. Every worker ever created gets a new id, replacements too, so its env
         # copies are new replay streams and new seeds.
         self.workers: dict[int, Any] = {}
         self.worker_nodes: dict[int, str] = {}
         self.next_worker_id = 0
-        self.seed_offset = counters.learner_updates  # a resumed run continues from other seeds
+        self.seed_offset = tally.counters.learner_updates  # a resumed run continues from other seeds
         # Requests out with workers: summary ref -> (worker id, worker handle, fragment ref or None).
         self.inflight: dict[Any, tuple[int, Any, Any]] = {}
-        # The newest (version, weights ref) the learner published, passed on with every request.
-        self.latest_weights: Optional[tuple[int, Any]] = None
         self.restarts_this_run = 0
         self.failures_in_a_row = 0
         self.asked_autoscaler = False
@@ -154,15 +153,16 @@ class WorkerPool:
 
     # ---------------------------------------------------------------- requests
 
-    def submit(self, worker_id: int, kind: str) -> None:
+    def submit(self, worker_id: int, kind: str, weights: Optional[tuple[int, Any]]) -> None:
         """Ask a worker for its next fragment: ``SAMPLE`` returns it to the driver, ``WORK``
-        hands it to the flow's worker task."""
+        hands it to the flow's worker task. ``weights``: the newest ``(version, ref)`` the
+        learner published, which the worker loads if it holds an older version."""
         worker = self.workers[worker_id]
         request = Request(
-            env_steps=self.counters.env_steps,
+            env_steps=self.tally.counters.env_steps,
             num_workers=len(self.workers),
             rank=list(self.workers).index(worker_id),  # ids only grow: insertion order is sorted
-            weights=self.latest_weights,
+            weights=weights,
         )
         fragment_ref = None
         if kind == SAMPLE:
@@ -174,19 +174,19 @@ class WorkerPool:
     def inflight_of(self, worker_id: int) -> int:
         return sum(1 for i, _, _ in self.inflight.values() if i == worker_id)
 
-    def top_up(self, depth: int, kind: str) -> None:
+    def top_up(self, depth: int, kind: str, weights: Optional[tuple[int, Any]]) -> None:
         """Give every worker ``depth`` requests to work on."""
         for worker_id in list(self.workers):
             while self.inflight_of(worker_id) < depth:
-                self.submit(worker_id, kind)
+                self.submit(worker_id, kind, weights)
 
     def pending(self) -> list[Any]:
         return list(self.inflight)
 
     def receive(self, summary_ref: Any) -> tuple[int, Optional[dict[str, Any]], Any]:
-        """``(worker id, summary, fragment ref)`` of a finished request; the summary is None
-        if the worker failed (it is replaced or dropped, once, however many of its requests
-        fail with it)."""
+        """``(worker id, summary, fragment ref)`` of a finished request, its summary counted;
+        the summary is None if the worker failed (it is replaced or dropped, once, however
+        many of its requests fail with it)."""
         worker_id, worker, fragment_ref = self.inflight.pop(summary_ref)
         try:
             summary = ray.get(summary_ref)
@@ -197,6 +197,7 @@ class WorkerPool:
                 self._replace(worker_id, error)
             return worker_id, None, None
         self.failures_in_a_row = 0
+        self.tally.fragment(summary)
         return worker_id, summary, fragment_ref
 
     # ---------------------------------------------------------------- failures
@@ -219,7 +220,7 @@ class WorkerPool:
         if self.elastic and node is not None and self._node_left(node, error):
             self.metrics.message(f"rollout worker {worker_id} left with its node; {len(self.workers)} remain")
             return
-        self.counters.worker_restarts += 1
+        restarts = self.tally.restarted("worker")
         self.restarts_this_run += 1
         # A crash (RayActorError) is bad luck; an exception in the env is a bug that will
         # happen again, so several in a row without any good fragment end the run.
@@ -237,7 +238,7 @@ class WorkerPool:
         if new_id in self.workers:
             self.metrics.message(
                 f"rollout worker {worker_id} failed ({reason}); worker {new_id} replaced it "
-                f"({self.counters.worker_restarts} restart(s) so far)"
+                f"({restarts} restart(s) so far)"
             )
         if not self.workers:
             raise DistrlError(

@@ -17,8 +17,8 @@ from distrl.envs.market_making import MarketMakingEnv
 from distrl.envs.vector import EnvLoop
 from distrl.envs.wrappers import episode_metrics_of
 from distrl.errors import EnvContractError
-from distrl.metrics import MetricsWriter, scalars
-from distrl.runtime.bookkeeping import RETURN_WINDOW, Bookkeeping
+from distrl.metrics import scalars
+from distrl.runtime.tally import RETURN_WINDOW, Tally
 
 
 def test_numbers_and_bools_become_floats():
@@ -109,41 +109,32 @@ def test_doom_reports_the_kill_count_and_game_variables_at_an_episodes_end():
     env.close()
 
 
-def test_the_driver_keeps_each_metrics_last_100_episodes_and_resumes_them(tmp_path):
-    config = resolve({"output": {"console": "off", "tensorboard": False}})
-    metrics = MetricsWriter(tmp_path, False, "off", None)
-    book = Bookkeeping(config, metrics)
-    book.start_clock()
+def test_the_driver_keeps_each_metrics_last_100_episodes_and_resumes_them():
+    config = resolve({})
+    tally = Tally(config)
     # 150 episodes report "a"; only the odd ones report "b" (a metric some episodes lack).
     for i in range(150):
         episode = {"a": float(i)} | ({"b": 1.0} if i % 2 else {})
-        book.count_fragment(
+        tally.fragment(
             {"env_steps": 10, "env_frames": 10, "episode_returns": [1.0], "episode_lengths": [10],
              "episode_metrics": [episode]}
         )  # fmt: skip
     # A summary without the field (a worker of an older version) counts as before.
-    book.count_fragment({"env_steps": 10, "env_frames": 10, "episode_returns": [], "episode_lengths": []})
-    book.report(0.0, 1, 1)
-    metrics.close()
-    (record,) = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
+    tally.fragment({"env_steps": 10, "env_frames": 10, "episode_returns": [], "episode_lengths": []})
+    record = json.loads(json.dumps(tally.report(num_workers=1)))
     assert record["episode_metrics"] == {"a": pytest.approx(np.mean(range(50, 150))), "b": 1.0}
-    assert len(book.recent_metrics["b"]) == 75 <= RETURN_WINDOW
+    assert len(tally.recent_metrics["b"]) == 75 <= RETURN_WINDOW
     assert scalars(record)["episode/a"] == pytest.approx(99.5)
-    resumed = Bookkeeping(config, MetricsWriter(tmp_path, False, "off", None), book.state())
+    resumed = Tally(config, tally.state())
     assert {name: list(values) for name, values in resumed.recent_metrics.items()} == {
-        name: list(values) for name, values in book.recent_metrics.items()
+        name: list(values) for name, values in tally.recent_metrics.items()
     }
 
 
-def test_a_run_whose_env_reports_none_has_no_field(tmp_path):
-    config = resolve({"output": {"console": "off", "tensorboard": False}})
-    metrics = MetricsWriter(tmp_path, False, "off", None)
-    book = Bookkeeping(config, metrics)
-    book.start_clock()
-    book.count_fragment(
+def test_a_run_whose_env_reports_none_has_no_field():
+    tally = Tally(resolve({}))
+    tally.fragment(
         {"env_steps": 5, "env_frames": 5, "episode_returns": [2.0], "episode_lengths": [5], "episode_metrics": [{}]}
     )
-    book.report(0.0, 1, 1)
-    metrics.close()
-    record = json.loads((tmp_path / "progress.jsonl").read_text())
+    record = tally.report(num_workers=1)
     assert "episode_metrics" not in record and not math.isnan(record["episode_return_mean"])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from distrl.envs import make_env
-from distrl.envs.vector import AtariBatch, EnvLoop, atari_game, make_vector_env
+from distrl.envs.atari import batched_game as atari_game
+from distrl.envs.vector import AtariBatch, EnvLoop, make_vector_env
 from distrl.errors import ConfigError
 
 

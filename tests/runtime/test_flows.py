@@ -12,31 +12,30 @@ import ray
 
 from distrl.algos import ALGORITHMS
 from distrl.config import resolve
-from distrl.metrics import MetricsWriter
-from distrl.runtime.bookkeeping import Bookkeeping
 from distrl.runtime.flows import FLOWS, flow_for
 from distrl.runtime.flows.replay import STEPS_PER_CALL
-from distrl.runtime.learner import Learner, UpdateReport
-from distrl.runtime.parameter_server import ParameterServer
-from distrl.runtime.worker_pool import WorkerPool
+from distrl.runtime.learner import UpdateReport
+from distrl.runtime.tally import Tally
+from distrl.runtime.trainer import Trainer
 
 T, K, WORKERS = 8, 2, 2
 
 
-class RecordingBook(Bookkeeping):
-    """Bookkeeping that also keeps every update report the flow hands it."""
+class RecordingBook(Tally):
+    """The run's tally that also keeps every update report the trainer counts."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.reports: list[UpdateReport] = []
 
-    def record_update(self, report: UpdateReport, sent_steps: int | None = None) -> None:
+    def update(self, report: UpdateReport, sent_steps: int | None = None) -> None:
         self.reports.append(report)
-        super().record_update(report, sent_steps)
+        super().update(report, sent_steps)
 
 
 def run_flow(tmp_path: Path, algo: str, env_steps: int, **sections):
-    """The trainer's start-up, done by hand so the test can keep the flow's handles."""
+    """The trainer's run on the test's Ray, with a tally that keeps every report; returns
+    the tally, the flow (its actors) and the learner's state after the run."""
     config = resolve(
         {
             "algo": algo,
@@ -47,27 +46,12 @@ def run_flow(tmp_path: Path, algo: str, env_steps: int, **sections):
             **sections,
         }
     )
-    metrics = MetricsWriter(tmp_path, tensorboard=False, console="off", total_env_steps=env_steps)
-    book = RecordingBook(config, metrics)
-    book.checkpoint = lambda: tmp_path
-    flow = flow_for(config, ALGORITHMS[algo])
-    server = ParameterServer.remote()
-    pool = WorkerPool(config, server, None, metrics, book.counters, learner_cpu_reserve=0.0)
-    flow.create_actors(WORKERS)
-    learner = Learner.remote(config)
-    pool.task = flow.worker_task(learner)
-    ray.get(learner.setup.remote(*pool.start(WORKERS), server, flow.learner_side()))
-    pool.latest_weights = ray.get(learner.newest_weights.remote())
-    book.start_clock()
-    reason = flow.run(pool, learner, book, tmp_path, restore_learner=_learner_never_dies)
-    pool.close()
-    metrics.close()
+    trainer = Trainer(config, tmp_path)
+    book = trainer.tally = RecordingBook(config)
+    reason = trainer.run()
     assert reason.startswith("env_steps")
-    return book, flow, ray.get(learner.get_state.remote())
-
-
-def _learner_never_dies() -> None:
-    raise AssertionError("the learner died during a flow test")
+    assert trainer.tally.counters.learner_restarts == 0, "the learner died during a flow test"
+    return book, trainer.flow, ray.get(trainer.learner.actor.get_state.remote())
 
 
 def assert_versions_go_up_by_one(reports: list[UpdateReport]) -> None:

@@ -18,7 +18,7 @@ from distrl.algos.interface import (
     StreamingSettings,
     SynchronousSettings,
 )
-from distrl.runtime.flows.base import Flow
+from distrl.runtime.flows.base import Driving, Flow, Update
 from distrl.runtime.flows.gradients import GradientFlow
 from distrl.runtime.flows.replay import ReplayFlow
 from distrl.runtime.flows.streaming import StreamingFlow
@@ -38,4 +38,4 @@ def flow_for(config: Any, spec: AlgorithmSpec) -> Flow:
     return FLOWS[type(settings)](config, spec, settings)
 
 
-__all__ = ["FLOWS", "Flow", "flow_for"]
+__all__ = ["FLOWS", "Driving", "Flow", "Update", "flow_for"]

@@ -1,19 +1,22 @@
-"""What every data flow shares: the driver-side handles it works with, and the steps that
-close every update (record it, rescale, report, checkpoint, check the stop rules)."""
+"""What every data flow shares: the event a flow yields after each learner update, the
+handles it drives, and the hooks the trainer calls to set it up. A flow is a generator
+(``updates``): it keeps its own state (requests out, fragments queued, the update in flight)
+between yields, and the trainer, which iterates it, does everything else after each update:
+counting it, reports, checkpoints, snapshots, evaluation, rescaling and the stop rules."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
 
 import ray
 
 from distrl.algos.interface import AlgorithmSpec, FlowSettings
-from distrl.runtime.bookkeeping import Bookkeeping
-from distrl.runtime.failures import LearnerDied, get_from_learner
 from distrl.runtime.learner import LearnerSide, UpdateReport
+from distrl.runtime.learner_handle import LearnerHandle
 from distrl.runtime.rollout_worker import WorkerTask
+from distrl.runtime.tally import Tally
 from distrl.runtime.worker_pool import WorkerPool
 
 
@@ -35,10 +38,40 @@ def fetch_surviving(refs: list[ray.ObjectRef]) -> tuple[list[Any], int]:
     return found, len(refs) - len(found)
 
 
+@dataclass
+class Update:
+    """What a flow yields: an update it collected, for the trainer to count. ``report`` is
+    None when nothing was learned (the learner died during the update, or replay is still
+    filling): the trainer's duties run all the same. ``sent_steps``: the env steps of the
+    fragments the update was given (fragment flows; what it did not learn from was lost).
+    ``waiting_steps``: steps of counted fragments in no finished update yet. ``duties``:
+    False for an update collected on the way to the next, counted without the duties
+    (reports and the stop rules count finished updates only, at the one point of a round
+    where nothing is in flight)."""
+
+    report: Optional[UpdateReport]
+    sent_steps: Optional[int] = None
+    waiting_steps: int = 0
+    duties: bool = True
+
+
+@dataclass
+class Driving:
+    """What a flow drives: the workers, the learner, and the counts it schedules by (read
+    only: the trainer counts). ``due``: will the trainer's next duties report, checkpoint or
+    stop? A flow that overlaps updates finishes the one in flight first, then."""
+
+    pool: WorkerPool
+    learner: LearnerHandle
+    tally: Tally
+    due: Callable[[], bool]
+
+
 class Flow(ABC):
     """A data flow: its actors beyond the common ones, its worker side, its learner side and
-    its driver loop. The trainer builds it from the algorithm's flow settings, creates the
-    learner and the workers with the sides it hands out, and calls ``run``."""
+    the schedule of its requests. The trainer builds it from the algorithm's flow settings,
+    creates the learner and the workers with the sides it hands out, and iterates
+    ``updates``."""
 
     def __init__(self, config: Any, spec: AlgorithmSpec, settings: FlowSettings):
         self.config = config
@@ -54,7 +87,8 @@ class Flow(ABC):
 
     def restartable_actors(self) -> dict[str, list[Any]]:
         """This flow's actors that Ray restarts empty, by kind (their ``incarnation()``
-        changes with each restart, which the trainer counts)."""
+        changes with each restart, which the trainer counts in ``<kind>_restarts``, a field
+        of ``runtime/tally.py``'s ``Counters``)."""
         return {}
 
     @abstractmethod
@@ -72,47 +106,7 @@ class Flow(ABC):
 
     # ---------------------------------------------------------------- the loop
 
-    def run(
-        self, pool: WorkerPool, learner: Any, book: Bookkeeping, out_dir: Path, restore_learner: Callable[[], None]
-    ) -> str:
-        """Train until a stop rule holds; returns the rule. ``restore_learner``: after the
-        learner's process died, wait for Ray to restart it and give it the newest state
-        (raises ``LearnerDied`` when it cannot)."""
-        self.pool, self.learner, self.book, self.out_dir = pool, learner, book, out_dir
-        self.restore_learner = restore_learner
-        return self.loop()
-
     @abstractmethod
-    def loop(self) -> str:
-        """The driver loop; returns the stop rule that ended it."""
-
-    # ---------------------------------------------------------------- steps the loops share
-
-    def receive(self, summary_ref: Any) -> tuple[int, Optional[dict[str, Any]], Any]:
-        """A finished worker request, counted: ``(worker id, summary, fragment ref)``; the
-        summary is None when the worker failed (the pool replaced it)."""
-        worker_id, summary, fragment_ref = self.pool.receive(summary_ref)
-        if summary is not None:
-            self.book.count_fragment(summary)
-        return worker_id, summary, fragment_ref
-
-    def finish_update(self, update_ref: Any, sent_steps: Optional[int] = None) -> None:
-        """Record a finished update. ``sent_steps``: the env steps of the fragments it was
-        given; if the learner died during it, they are lost, and the learner is restored."""
-        try:
-            report: UpdateReport = get_from_learner(update_ref, self.out_dir)
-        except LearnerDied:
-            self.restore_learner()
-            self.book.counters.lost_env_steps += sent_steps or 0
-            return
-        latest = self.pool.latest_weights
-        if report.published is not None and (latest is None or report.published[0] > latest[0]):
-            # The next requests bring it to the workers. Not an older one: an update that
-            # finished before the learner died and was restored with a newer version.
-            self.pool.latest_weights = report.published
-        self.book.record_update(report, sent_steps)
-
-    def after_update(self) -> Optional[str]:
-        """Grow with the cluster, report and checkpoint when due; the stop rule that holds."""
-        self.pool.rescale()
-        return self.book.tick(self.pool.size, self.pool.num_nodes)
+    def updates(self, driving: Driving) -> Iterator[Update]:
+        """Drive workers and learner; yield after each update collected. Never returns: the
+        trainer stops iterating when a stop rule holds."""

@@ -11,14 +11,14 @@ Workers never wait for each other, so their updates interleave in arrival order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Iterator, cast
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from distrl.algos.interface import GradientAlgorithm, Progress
 from distrl.runtime.failures import LearnerRestarted
-from distrl.runtime.flows.base import Flow
+from distrl.runtime.flows.base import Driving, Flow, Update
 from distrl.runtime.fragment import collate
 from distrl.runtime.learner import Learner, LearnerSide, UpdateReport
 from distrl.runtime.rollout_worker import Request, RolloutWorker, WorkerTask
@@ -85,18 +85,16 @@ class GradientFlow(Flow):
     def worker_task(self, learner: Any) -> WorkerTask:
         return PushGradients(learner)
 
-    def loop(self) -> str:
+    def updates(self, driving: Driving) -> Iterator[Update]:
+        pool, learner = driving.pool, driving.learner
         while True:
-            self.pool.top_up(1, WORK)
-            ready, _ = ray.wait(self.pool.pending(), num_returns=1)
-            _, summary, _ = self.receive(ready[0])
+            pool.top_up(1, WORK, learner.latest_weights)
+            ready, _ = ray.wait(pool.pending(), num_returns=1)
+            _, summary, _ = pool.receive(ready[0])
             if summary is None:
                 continue
             if summary["update"] is None:  # the learner died before it applied this gradient
-                self.book.counters.lost_env_steps += summary["env_steps"]
-                self.restore_learner()
+                learner.lost_with_learner(summary["env_steps"])
                 continue
-            self.book.record_update(summary["update"])
-            reason = self.after_update()
-            if reason:
-                return reason
+            learner.seen(summary["update"])
+            yield Update(summary["update"])

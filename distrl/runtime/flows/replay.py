@@ -13,7 +13,7 @@ that are owed."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import ray
@@ -22,7 +22,7 @@ import torch
 from distrl.algos.interface import Progress, ReplaySettings
 from distrl.envs import frame_stack_of
 from distrl.runtime import cluster
-from distrl.runtime.flows.base import Flow
+from distrl.runtime.flows.base import Driving, Flow, Update
 from distrl.runtime.fragment import replay_columns
 from distrl.runtime.learner import Learner, LearnerSide, UpdateReport
 from distrl.runtime.replay import ReplayBuffer, global_weights
@@ -163,9 +163,9 @@ class ReplayFlow(Flow):
     def worker_task(self, learner: Any) -> WorkerTask:
         return WriteToReplay(self.shards, self.frame_stack)
 
-    def loop(self) -> str:
+    def updates(self, driving: Driving) -> Iterator[Update]:
         settings = self.settings
-        counters = self.book.counters
+        pool, learner, counters = driving.pool, driving.learner, driving.tally.counters
         depth = self.config.runtime.max_inflight_fragments
         update_ref = None
         # Replay is not checkpointed: a resumed run refills it before learning again, and its
@@ -177,20 +177,16 @@ class ReplayFlow(Flow):
             due = (counters.env_steps - learning_starts) * settings.replay_ratio / settings.batch_size
             owed = due - (counters.learner_updates - start_updates) - requested
             if owed < 2 * STEPS_PER_CALL:
-                self.pool.top_up(depth, WORK)
+                pool.top_up(depth, WORK, learner.latest_weights)
             if update_ref is None and counters.env_steps >= learning_starts and owed >= 1:
                 requested = int(min(owed, STEPS_PER_CALL))
-                update_ref = self.learner.update.remote(requested, Progress(env_steps=counters.env_steps))
-            ready, _ = ray.wait(self.pool.pending() + ([update_ref] if update_ref else []), num_returns=1)
+                update_ref = learner.submit(requested, counters.env_steps)
+            ready, _ = ray.wait(pool.pending() + ([update_ref] if update_ref else []), num_returns=1)
             if update_ref is not None and ready[0] == update_ref:
-                self.finish_update(update_ref)  # counts the steps actually taken
+                report = learner.result(update_ref)  # counts the steps actually taken
                 update_ref, requested = None, 0
-                reason = self.after_update()
-                if reason:
-                    return reason
+                yield Update(report)
             else:
-                self.receive(ready[0])
+                pool.receive(ready[0])
                 if update_ref is None and counters.env_steps < learning_starts:
-                    reason = self.after_update()  # reports and stop rules while replay fills
-                    if reason:
-                        return reason
+                    yield Update(None)  # reports and stop rules while replay fills

@@ -9,12 +9,12 @@ At most one batch waits for the learner: past that, workers idle instead of fill
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import ray
 
-from distrl.algos.interface import Progress, StreamingSettings
-from distrl.runtime.flows.base import Flow
+from distrl.algos.interface import StreamingSettings
+from distrl.runtime.flows.base import Driving, Flow, Update
 from distrl.runtime.flows.synchronous import LearnFromFragments
 from distrl.runtime.learner import LearnerSide
 from distrl.runtime.worker_pool import SAMPLE
@@ -26,29 +26,26 @@ class StreamingFlow(Flow):
     def learner_side(self) -> LearnerSide:
         return LearnFromFragments()
 
-    def loop(self) -> str:
+    def updates(self, driving: Driving) -> Iterator[Update]:
+        pool, learner, counters = driving.pool, driving.learner, driving.tally.counters
         depth = self.config.runtime.max_inflight_fragments
         waiting: list[tuple[Any, int]] = []  # (fragment ref, its env steps)
         update_ref, update_steps = None, 0
         while True:
-            per_update = self.settings.fragments_per_update or self.pool.size
+            per_update = self.settings.fragments_per_update or pool.size
             if len(waiting) < per_update:
-                self.pool.top_up(depth, SAMPLE)
-            ready, _ = ray.wait(self.pool.pending() + ([update_ref] if update_ref else []), num_returns=1)
+                pool.top_up(depth, SAMPLE, learner.latest_weights)
+            ready, _ = ray.wait(pool.pending() + ([update_ref] if update_ref else []), num_returns=1)
             if update_ref is not None and ready[0] == update_ref:
-                self.finish_update(update_ref, update_steps)
+                report = learner.result(update_ref, update_steps)
                 update_ref = None
-                self.book.waiting_env_steps = sum(steps for _, steps in waiting)
-                reason = self.after_update()
-                if reason:
-                    return reason
+                yield Update(report, update_steps, sum(steps for _, steps in waiting))
             else:
-                _, summary, fragment_ref = self.receive(ready[0])
+                _, summary, fragment_ref = pool.receive(ready[0])
                 if summary is not None:
                     waiting.append((fragment_ref, summary["env_steps"]))
             if update_ref is None and len(waiting) >= per_update:
                 batch, waiting = waiting[:per_update], waiting[per_update:]
                 update_steps = sum(steps for _, steps in batch)
-                progress = Progress(env_steps=self.book.counters.env_steps)
-                update_ref = self.learner.update.remote([ref for ref, _ in batch], progress)
+                update_ref = learner.submit([ref for ref, _ in batch], counters.env_steps)
                 del batch

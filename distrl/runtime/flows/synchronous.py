@@ -9,13 +9,13 @@ by the worker, keep importance ratios right)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import ray
 
 from distrl.algos.interface import Progress, SynchronousSettings
-from distrl.runtime.flows.base import Flow, fetch_surviving
+from distrl.runtime.flows.base import Driving, Flow, Update, fetch_surviving
 from distrl.runtime.fragment import collate
 from distrl.runtime.learner import Learner, LearnerSide, UpdateReport
 from distrl.runtime.worker_pool import SAMPLE
@@ -58,36 +58,34 @@ class SynchronousFlow(Flow):
         # ceiling with 1 learner thread, 0.72 with 2 (BENCHMARKS.md, 2026-11-22 evening).
         return False
 
-    def loop(self) -> str:
+    def updates(self, driving: Driving) -> Iterator[Update]:
+        pool, learner, counters = driving.pool, driving.learner, driving.tally.counters
         overlap = self.settings.overlap_sampling
         update_ref, update_steps = None, 0
         while True:
             fragments: dict[int, Any] = {}
             steps = 0
-            while set(self.pool.workers) - set(fragments):
+            while set(pool.workers) - set(fragments):
                 # Ask only the workers that owe this round's fragment (a replacement too); one
                 # that delivered waits for the new weights.
-                for worker_id in set(self.pool.workers) - set(fragments):
-                    if not self.pool.inflight_of(worker_id):
-                        self.pool.submit(worker_id, SAMPLE)
-                ready, _ = ray.wait(self.pool.pending(), num_returns=1)
-                worker_id, summary, fragment_ref = self.receive(ready[0])
+                for worker_id in set(pool.workers) - set(fragments):
+                    if not pool.inflight_of(worker_id):
+                        pool.submit(worker_id, SAMPLE, learner.latest_weights)
+                ready, _ = ray.wait(pool.pending(), num_returns=1)
+                worker_id, summary, fragment_ref = pool.receive(ready[0])
                 if summary is not None:
                     fragments[worker_id] = fragment_ref
                     steps += summary["env_steps"]
-            if update_ref is not None:
-                self.finish_update(update_ref, update_steps)
-            progress = Progress(env_steps=self.book.counters.env_steps)
-            update_ref = self.learner.update.remote([fragments[i] for i in sorted(fragments)], progress)
+            if update_ref is not None:  # the previous round's, which overlapped this one's sampling
+                yield Update(learner.result(update_ref, update_steps), update_steps, steps, duties=False)
+            update_ref = learner.submit([fragments[i] for i in sorted(fragments)], counters.env_steps)
             update_steps = steps
             # The learner's task holds the fragments now; dropping our refs frees them as soon
             # as it is done, which keeps the object store flat.
             del fragments
-            if not overlap or self.book.due():
+            if not overlap or driving.due():
                 # Reports, checkpoints and the stop decision count finished updates only.
-                self.finish_update(update_ref, update_steps)
+                yield Update(learner.result(update_ref, update_steps), update_steps)
                 update_ref = None
-            self.book.waiting_env_steps = update_steps if update_ref is not None else 0  # in the update in flight
-            reason = self.after_update()
-            if reason:
-                return reason
+            else:
+                yield Update(None, waiting_steps=update_steps)  # in the update in flight

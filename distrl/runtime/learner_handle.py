@@ -1,0 +1,204 @@
+"""The driver's side of the learner: the one object that talks to the ``Learner`` actor. It
+submits updates and collects their reports, keeps a copy of the learner's state (what a
+restarted learner gets), restores a learner whose process died, and holds the newest weights
+version the driver knows of. Learner death is handled here and nowhere else: a flow that
+collects a report gets None when the learner died during the update, and the steps it was
+given are counted as lost."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from distrl.algos.interface import Progress
+from distrl.metrics import MetricsWriter
+from distrl.runtime import cluster
+from distrl.runtime.failures import LearnerDied, get_from_learner, learner_died, task_failure
+from distrl.runtime.learner import Learner, UpdateReport
+from distrl.runtime.tally import Tally
+from distrl.runtime.worker_pool import WorkerPool
+
+
+class LearnerHandle:
+    def __init__(self, config: Any, out_dir: Path, tally: Tally, metrics: MetricsWriter, pool: WorkerPool):
+        """``pool``: the run's workers; a restored learner's version goes past every version
+        they may hold."""
+        self.config = config
+        self.out_dir = out_dir
+        self.tally = tally
+        self.metrics = metrics
+        self.pool = pool
+        self.actor: Any = None  # the Learner actor, from create()
+        self.setup_args: tuple = ()  # what setup() gave it, for a restarted process
+        self.parameter_server: Any = None
+        self.snapshot: dict[str, Any] = {}  # the newest copy of its state in this process
+        self.snapshot_time = 0.0
+        # The newest (version, weights ref) the learner published: the flows pass it on with
+        # their requests, so that workers need no round trip of their own.
+        self.latest_weights: Optional[tuple[int, Any]] = None
+        self.version = 0  # the newest version any report showed: versions only go up
+
+    # ---------------------------------------------------------------- set-up
+
+    @staticmethod
+    def gpus(config: Any) -> float:
+        """The GPUs the learner reserves: ``auto`` takes one when the cluster has one."""
+        wanted = config.runtime.num_gpus_per_learner
+        if wanted == "auto":
+            return 1.0 if cluster.cluster_gpus() >= 1 else 0.0
+        return float(wanted)
+
+    def create(self, gpus: float, placement: dict) -> Any:
+        """Start the actor; its process imports torch while the workers build their envs.
+        Ray restarts a learner whose process dies (same handle, fresh process); ``restore``
+        then gives it the newest state this handle holds."""
+        runtime = self.config.runtime
+        # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
+        self.actor = Learner.options(  # type: ignore[attr-defined]
+            num_cpus=runtime.num_cpus_per_learner,
+            num_gpus=gpus,
+            max_restarts=runtime.max_learner_restarts,
+            **placement,
+        ).remote(self.config)
+        return self.actor
+
+    def setup(
+        self,
+        spaces: tuple[Any, Any],
+        parameter_server: Any,
+        side: Any,
+        busy_cpus: dict[str, float],
+        resume_state: Optional[dict[str, Any]],
+    ) -> str:
+        """Build the model (and load a checkpoint's state); returns the device's name.
+        ``side``: the flow's learner side; ``busy_cpus``: what the workers keep busy during
+        updates, per node (``Learner.setup``)."""
+        self.parameter_server = parameter_server
+        self.setup_args = (*spaces, parameter_server, side, busy_cpus)
+        device = get_from_learner(
+            self.actor.setup.remote(*self.setup_args), self.out_dir, "The learner could not build its model"
+        )
+        if resume_state is not None:
+            try:
+                ray.get(self.actor.set_state.remote(resume_state))
+            except RayTaskError as error:
+                raise task_failure(
+                    error, "The checkpoint does not fit this run's model (was model.* or env changed?)"
+                ) from None
+        self.take_snapshot()
+        self.latest_weights = ray.get(self.actor.newest_weights.remote())
+        return device
+
+    # ---------------------------------------------------------------- updates
+
+    def submit(self, inputs: Any, env_steps: int) -> Any:
+        """Ask for one update; returns its ref for ``result``."""
+        return self.actor.update.remote(inputs, Progress(env_steps=env_steps))
+
+    def result(self, update_ref: Any, sent_steps: int = 0) -> Optional[UpdateReport]:
+        """The report of a finished update, or None when the learner died during it: then it
+        is restored, and ``sent_steps`` (the steps it was given) are lost."""
+        try:
+            report: UpdateReport = get_from_learner(update_ref, self.out_dir)
+        except LearnerDied:
+            self.lost_with_learner(sent_steps)
+            return None
+        self.seen(report)
+        return report
+
+    def seen(self, report: UpdateReport) -> None:
+        """A report that reached the driver some other way (an A3C worker's reply)."""
+        self.version = max(self.version, report.version)
+        latest = self.latest_weights
+        if report.published is not None and (latest is None or report.published[0] > latest[0]):
+            # The next requests bring it to the workers. Not an older one: an update that
+            # finished before the learner died and was restored with a newer version.
+            self.latest_weights = report.published
+
+    def lost_with_learner(self, env_steps: int) -> None:
+        """The learner died with ``env_steps`` of counted fragments it had not learned from."""
+        self.restore()
+        self.tally.lost(env_steps)
+
+    # ---------------------------------------------------------------- state
+
+    def take_snapshot(self) -> None:
+        """Keep a copy of the learner's state in this process: what a restarted learner gets.
+        The learner's own object store would not do: its objects die with it."""
+        try:
+            self.keep(get_from_learner(self.actor.get_state.remote(), self.out_dir))
+        except LearnerDied:
+            self.restore()  # from the previous snapshot; the next one is due later
+
+    def keep(self, state: dict[str, Any]) -> None:
+        self.snapshot, self.snapshot_time = state, time.monotonic()
+
+    def state(self) -> dict[str, Any]:
+        """The learner's state now, for a checkpoint (restoring a dead learner first); also
+        kept as the newest snapshot."""
+        try:
+            state = get_from_learner(self.actor.get_state.remote(), self.out_dir)
+        except LearnerDied:
+            self.restore()
+            state = get_from_learner(self.actor.get_state.remote(), self.out_dir)
+        self.keep(state)
+        # The learner counts every update it applied, also one this driver has not collected
+        # yet (after Ctrl-C with an update in flight).
+        self.tally.applied_updates(int(state["updates"]))
+        return state
+
+    def republish(self) -> None:
+        """A restarted parameter server comes back empty: publish the weights to it again."""
+        self.actor.republish.remote()
+
+    def _call(self, method: Any, *args: Any, patience: float = 60.0) -> Any:
+        """A call on a learner that Ray may still be restarting: while its death is being
+        noticed a call can fail at once, so try again for up to ``patience`` seconds (also the
+        longest wait for an answer: a learner that cannot be placed again never answers)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return ray.get(method.remote(*args), timeout=max(deadline - time.monotonic(), 1.0))
+            except RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def restore(self) -> None:
+        """After the learner's process died: wait for Ray's restart, build the model again and
+        load the newest snapshot. The version goes on past the newest one anyone may hold (the
+        reports, the parameter server, and, A3C, one reply per worker that the driver has not
+        read yet), so versions only increase; ``updates`` stays the driver's count, as
+        updates applied and then lost did happen. A report from a learner already restored
+        (A3C: several workers see one death) changes nothing."""
+        counters, limit = self.tally.counters, self.config.runtime.max_learner_restarts
+        gave_up = learner_died(
+            self.out_dir, f"after {counters.learner_restarts} restart(s); runtime.max_learner_restarts is {limit}"
+        )
+        try:
+            # Past the limit Ray does not restart it either: only a learner already restored
+            # (a second report of one death) answers.
+            if self._call(self.actor.is_ready, patience=60.0 if counters.learner_restarts < limit else 0.0):
+                return
+            if counters.learner_restarts >= limit:
+                raise gave_up
+            state = dict(self.snapshot)
+            published = ray.get(self.parameter_server.get_version.remote())
+            version = max(int(state["version"]), self.version, published) + self.pool.size + 1
+            state["version"], state["updates"] = version, counters.learner_updates
+            self._call(self.actor.setup, *self.setup_args, state)
+            self.latest_weights = self._call(self.actor.newest_weights)
+        except (RayActorError, GetTimeoutError):
+            raise gave_up from None
+        except RayTaskError as error:
+            raise task_failure(error, "The restarted learner could not load its state") from None
+        self.version = version
+        restarts = self.tally.restarted("learner")
+        self.metrics.message(
+            f"the learner's process died; Ray restarted it and it goes on from a copy of its state taken "
+            f"{time.monotonic() - self.snapshot_time:.0f} s earlier (restart {restarts}, now at version {version})"
+        )

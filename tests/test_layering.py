@@ -1,0 +1,118 @@
+"""The rule of the house (docs/design.md): ``distrl/runtime/``, flows included, names no
+algorithm, and the run's counters are assigned in one module. Both are read from the code's
+syntax tree: comments and docstrings may name PPO; code may not."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from distrl.algos import ALGORITHMS
+
+RUNTIME = Path(__file__).resolve().parent.parent / "distrl" / "runtime"
+COUNTERS_MODULE = RUNTIME / "tally.py"
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the string constants that are docstrings (the first statement of a module,
+    class or function), which may name anything."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def algorithm_names_in(source: str) -> list[tuple[int, str]]:
+    """(line, word) for every identifier, attribute, import or non-docstring string in
+    ``source`` that holds an algorithm's registered name as a word of its own (``dqn``,
+    ``ppo_clip``, ``"impala"``; not ``pgroup``)."""
+    names = {name.lower() for name in ALGORITHMS}
+    tree = ast.parse(source)
+    skip = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        texts: list[str] = []
+        if isinstance(node, ast.Name):
+            texts = [node.id]
+        elif isinstance(node, ast.Attribute):
+            texts = [node.attr]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            texts = [node.name]
+        elif isinstance(node, ast.arg):
+            texts = [node.arg]
+        elif isinstance(node, ast.alias):
+            texts = [node.name, node.asname or ""]
+        elif isinstance(node, ast.ImportFrom):
+            texts = [node.module or ""]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            texts = [node.value]
+        for text in texts:
+            for word in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text).lower()):
+                if word in names:
+                    found.append((getattr(node, "lineno", 0), word))
+    return found
+
+
+def counter_assignments_in(source: str) -> list[int]:
+    """Lines that assign an attribute of something named ``counters`` (``x.counters.n += 1``,
+    ``counters.n = 0``) or call ``setattr`` on it."""
+    tree = ast.parse(source)
+    lines = []
+
+    def on_counters(target: ast.AST) -> bool:
+        if not isinstance(target, ast.Attribute):
+            return False
+        owner = target.value
+        return (isinstance(owner, ast.Name) and owner.id == "counters") or (
+            isinstance(owner, ast.Attribute) and owner.attr == "counters"
+        )
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(on_counters(target) for target in targets):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr":
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Attribute) and first.attr == "counters":
+                lines.append(node.lineno)
+            if isinstance(first, ast.Name) and first.id == "counters":
+                lines.append(node.lineno)
+    return lines
+
+
+def runtime_files() -> list[Path]:
+    files = sorted(RUNTIME.rglob("*.py"))
+    assert any(path.parent.name == "flows" for path in files), "flows/ is part of the runtime"
+    return files
+
+
+def test_the_checks_catch_what_they_are_for():
+    """Both checks on code that breaks the rule, and on text that only mentions it."""
+    breaks = 'if config.algo == "ppo":\n    run_dqn_loop()\nfrom distrl.algos.impala import X\n'
+    assert sorted(word for _, word in algorithm_names_in(breaks)) == ["dqn", "impala", "ppo"]
+    mentions = '"""A flow for PPO and A3C."""\n# DQN\nplacement_pgroup = 1\n'
+    assert algorithm_names_in(mentions) == []
+    assert counter_assignments_in("self.tally.counters.env_steps += 1\ncounters.x = 0\ny = counters.x\n") == [1, 2]
+    assert counter_assignments_in("setattr(self.counters, name, 3)\n") == [1]
+
+
+@pytest.mark.parametrize("path", runtime_files(), ids=lambda path: str(path.relative_to(RUNTIME)))
+def test_the_runtime_names_no_algorithm(path):
+    assert algorithm_names_in(path.read_text()) == [], f"{path} names an algorithm"
+
+
+def test_counters_are_assigned_in_one_module():
+    package = RUNTIME.parent
+    assigning = {
+        str(path.relative_to(package)): lines
+        for path in sorted(package.rglob("*.py"))
+        if (lines := counter_assignments_in(path.read_text()))
+    }
+    assert set(assigning) == {str(COUNTERS_MODULE.relative_to(package))}, assigning
