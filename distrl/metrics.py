@@ -46,12 +46,21 @@ def _finite(value: Any) -> bool:
 def scalars(record: dict[str, Any]) -> dict[str, float]:
     """The charted values of a report record by tag, as TensorBoard and W&B both log them at
     step ``record["env_steps"]``: the ``_CHART_TAGS`` fields as ``charts/...``, the
-    learner's statistics as ``losses/...`` and the env's own episode metrics as
-    ``episode/...``. Values that are missing, NaN or infinite are left out."""
+    learner's statistics as ``losses/...``, the env's own episode metrics as
+    ``episode/...`` and each phase's share of its processes' time as ``phases/...``.
+    Values that are missing, NaN or infinite are left out."""
     values = {tag: float(record[key]) for key, tag in _CHART_TAGS.items() if _finite(record.get(key))}
     values.update({f"losses/{key}": float(value) for key, value in record.get("learner", {}).items() if _finite(value)})
     values.update(
         {f"episode/{key}": float(value) for key, value in record.get("episode_metrics", {}).items() if _finite(value)}
+    )
+    # Where the time goes (runtime/phases.py): each phase's share of its processes' time.
+    values.update(
+        {
+            f"phases/{name}": float(entry["share"])
+            for name, entry in (record.get("phases") or {}).items()
+            if _finite(entry.get("share"))
+        }
     )
     return values
 
@@ -167,13 +176,16 @@ class MetricsWriter:
 
     def _console(self, record: dict[str, Any]) -> None:
         ret_text = _number(record["episode_return_mean"])
+        # The phase that bounds the run, with its share of its processes' time.
+        bound = record.get("bound")
+        bound_text = f"  bound {bound} {record['phases'][bound]['share']:.0%}" if bound else ""
         # With evaluation on, its newest round follows the training return.
         eval_text = f"  eval {_number(record['eval_return_mean']):>8}" if "eval_return_mean" in record else ""
         if self.bar is not None:
             self.bar.n = record["env_steps"]
             self.bar.set_postfix_str(
                 f"steps/s {record['env_steps_per_s']:,.0f}  return {ret_text}{eval_text.replace('  ', ' ', 1)}  "
-                f"episodes {record['episodes']}"
+                f"episodes {record['episodes']}{bound_text}"
             )
             self.bar.refresh()
         elif self.console == "lines":
@@ -181,7 +193,7 @@ class MetricsWriter:
                 f"[{record['time_s']:8.1f}s] steps {record['env_steps']:>11,}  "
                 f"steps/s {record['env_steps_per_s']:>8,.0f}  return {ret_text:>8}{eval_text}  "
                 f"episodes {record['episodes']:>6}  updates {record['learner_updates']:>6}  "
-                f"lag {record['policy_lag_mean']:.2f}  workers {record['num_workers']}",
+                f"lag {record['policy_lag_mean']:.2f}  workers {record['num_workers']}{bound_text}",
                 flush=True,
             )
 

@@ -240,3 +240,16 @@ def test_no_stop_rule_means_the_env_reward_threshold():
     result = distrl_here("train", "--print-config")
     assert result.returncode == 0
     assert "reward: 475.0" in result.stdout and "reward threshold" in result.stdout
+
+
+def test_the_phases_account_for_each_processes_time(trained_cartpole):
+    """Each kind of process times its own phases (runtime/phases.py); over the run they add
+    up to its wall time (5%), the bound names one of them, and costs are per 1,000 steps."""
+    _, records = trained_cartpole
+    last = records[-1]
+    assert set(last["phase_coverage"]) == {"worker", "learner", "driver"}, last["phase_coverage"]
+    for kind, coverage in last["phase_coverage"].items():
+        assert abs(coverage - 1.0) < 0.05, (kind, last["phase_coverage"], last["phases"])
+    assert last["bound"] in last["phases"]
+    env = last["phases"]["worker.env_step"]
+    assert env["share"] > 0 and env["s_per_1k_steps"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
@@ -16,6 +17,7 @@ from distrl.algos import ALGORITHMS
 from distrl.algos.interface import Progress
 from distrl.models import NatureCNN, build_model
 from distrl.runtime.failures import LearnerRestarted
+from distrl.runtime.phases import CallClock
 from distrl.runtime.weights import get_weights
 
 
@@ -52,6 +54,7 @@ class UpdateReport:
     version: int = 0
     skipped_steps: int = 0  # gradient steps skipped for a NaN or Inf loss or gradient
     nonfinite_in_a_row: int = 0  # updates in a row that ended on such a step
+    phases: dict[str, float] = field(default_factory=dict)  # seconds of this call by phase (runtime/phases.py)
 
 
 class LearnerSide(Protocol):
@@ -82,6 +85,7 @@ class Learner:
         self.published: Optional[tuple[int, Any]] = None
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.ready = False  # until setup: also after Ray restarted this actor's process
+        self.clock = CallClock()  # where this learner's time goes, update by update
 
     def setup(
         self,
@@ -113,6 +117,7 @@ class Learner:
             self._load(state)
         self.publish(wait=True)
         self.ready = True
+        self.clock.finish({}, 0.0)  # from here on, the time before an update is idle
         if self.device.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)})"
         return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
@@ -169,6 +174,7 @@ class Learner:
     def update(self, inputs: Any, progress: Progress) -> UpdateReport:
         """One update by this run's flow; a new version is published when the weights changed."""
         self._require_ready()
+        idle = self.clock.start()
         self.model.train()
         skipped_before = getattr(self.algorithm, "nonfinite_steps", 0)
         with precision(self.config.runtime, self.device):
@@ -180,12 +186,15 @@ class Learner:
         if report.updates:
             self.version += 1
             self.updates += report.updates
+            before_publish = time.perf_counter()
             if self.side.broadcast:
                 self.publish()
                 report.published = self.published
             else:
                 report.weights = get_weights(self.model)
+            report.phases["publish"] = time.perf_counter() - before_publish
         report.version = self.version
+        report.phases = self.clock.finish(report.phases, idle)
         return report
 
     def get_state(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ time-major fragments (``runtime/fragment.py``)."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
@@ -18,6 +19,7 @@ from distrl.envs import custom, frames_per_step
 from distrl.envs.vector import VectorEnv, make_vector_env
 from distrl.models import build_model
 from distrl.runtime import fragment as schema
+from distrl.runtime.phases import CallClock
 from distrl.runtime.weights import get_weights, set_weights
 
 
@@ -66,6 +68,7 @@ class RolloutWorker:
         self.seed = seed
         self.task = task
         self.envs: Optional[VectorEnv] = None
+        self.clock = CallClock()  # where this worker's time goes, call by call
 
     def setup(self) -> dict[str, Any]:
         """Build the envs and the policy and take the published weights. Kept out of
@@ -131,7 +134,11 @@ class RolloutWorker:
         """One fragment of ``fragment_length`` steps from every env copy, and its summary:
         the steps, frames and finished episodes the driver counts."""
         assert self.envs is not None, "setup() first"
+        clock = time.perf_counter
+        began = clock()
         pulled = self.take_weights(request.weights)
+        weight_load = clock() - began
+        forward = env_step = 0.0
         T, K = self.config.runtime.fragment_length, self.envs.num_envs
         behaviour = {}
         if self.spec.behaviour is not None:
@@ -159,7 +166,9 @@ class RolloutWorker:
                 inputs = dict(behaviour)
                 if recurrent:
                     inputs.update(state=self.recurrent_state, episode_start=torch.from_numpy(self.episode_start))
+                before_act = clock()
                 choice = self.model.act(torch.from_numpy(self.obs), **inputs)
+                forward += clock() - before_act
                 if recurrent:
                     self.recurrent_state = choice.pop("state")
                 # What the policy reports about its choice (actions, log-probabilities,
@@ -168,7 +177,9 @@ class RolloutWorker:
                     if t == 0:
                         fragment[key] = schema.allocate(key, T, K, value.numpy())
                     fragment[key][t] = value.numpy()
+                before_step = clock()
                 step = self.envs.step(self.env_actions(fragment["actions"][t]))
+                env_step += clock() - before_step
                 fragment["rewards"][t] = step.rewards
                 fragment["terminated"][t] = step.terminated
                 fragment["truncated"][t] = step.truncated
@@ -185,6 +196,7 @@ class RolloutWorker:
                 self.obs = step.obs
 
             fragment["last_obs"] = self.obs.copy()
+            before_values = clock()
             memory = {}
             if recurrent:
                 memory = {"state": self.recurrent_state, "episode_start": torch.from_numpy(self.episode_start)}
@@ -201,6 +213,7 @@ class RolloutWorker:
                 values = self.model.value(torch.from_numpy(np.stack(truncated_obs)), **memory).numpy()
                 for (t, k), value in zip(truncated_at, values):
                     fragment["timeout_value"][t, k] = value
+            forward += clock() - before_values
         fragment["policy_version"] = np.int64(self.version)
         if self.spec.worker_postprocess is not None:
             fragment.update(self.spec.worker_postprocess(fragment, self.config.algo_config))
@@ -214,6 +227,8 @@ class RolloutWorker:
             "episode_lengths": episode_lengths,
             "episode_metrics": episode_metrics,
             "env_restarts": env_restarts,
+            # Seconds of this call by phase (runtime/phases.py); sample() and work() add the rest.
+            "phases": {"env_step": env_step, "forward": forward, "weight_load": weight_load},
         }
         return fragment, summary
 
@@ -221,12 +236,18 @@ class RolloutWorker:
     def sample(self, request: Optional[Request] = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(fragment, summary)`` as two objects: the driver reads the small summary and hands
         the fragment's ref to the learner untouched."""
-        return self.rollout(request or Request())
+        idle = self.clock.start()
+        fragment, summary = self.rollout(request or Request())
+        summary["phases"] = self.clock.finish(summary["phases"], idle)
+        return fragment, summary
 
     def work(self, request: Request) -> dict[str, Any]:
         """Sample and hand the fragment to this run's flow (``WorkerTask``); returns the summary."""
         assert self.task is not None, "this worker was created without a flow task"
-        return self.task.run(self, request)
+        idle = self.clock.start()
+        summary = self.task.run(self, request)  # its phases: the rollout's and the task's own
+        summary["phases"] = self.clock.finish(summary["phases"], idle)
+        return summary
 
     def get_weights(self) -> tuple[int, dict[str, np.ndarray]]:
         """The policy version this worker holds and its weights (for inspection and tests)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from distrl.errors import DistrlError
+from distrl.runtime.phases import PhaseTotals
 
 if TYPE_CHECKING:  # the learner's module imports torch and Ray; this one stays light for metrics.py
     from distrl.runtime.learner import UpdateReport
@@ -86,6 +87,7 @@ class Tally:
         self.recent_metrics: dict[str, deque[float]] = {
             name: deque(values, maxlen=RETURN_WINDOW) for name, values in state.get("recent_metrics", {}).items()
         }
+        self.phases = PhaseTotals()  # where this process's part of the run spent its time
         self.learner_stats: dict[str, list[float]] = {}
         self.lags: list[float] = []
         self.waiting_env_steps = 0  # steps of fragments received and not yet in an update
@@ -94,12 +96,12 @@ class Tally:
         self.time_base = self.counters.time_s
         self.started = time.monotonic()
         self.last_report_time = self.started
-        self.last_report_steps = self.counters.env_steps
+        self.last_report_steps = self.start_steps = self.counters.env_steps
 
     def start_clock(self) -> None:
         self.time_base = self.counters.time_s
         self.started = self.last_report_time = time.monotonic()
-        self.last_report_steps = self.counters.env_steps
+        self.last_report_steps = self.start_steps = self.counters.env_steps
 
     # ------------------------------------------------------------------ counting
 
@@ -115,6 +117,7 @@ class Tally:
         for metrics in summary.get("episode_metrics", ()):
             for name, value in metrics.items():
                 self.recent_metrics.setdefault(name, deque(maxlen=RETURN_WINDOW)).append(value)
+        self.phases.add("worker", summary.get("phases"))
 
     def update(self, report: "UpdateReport", sent_steps: Optional[int] = None) -> None:
         """A finished update. ``sent_steps``: the env steps of the fragments it was given
@@ -124,6 +127,7 @@ class Tally:
         if sent_steps is not None:
             counters.lost_env_steps += sent_steps - report.consumed_steps
         counters.skipped_gradient_steps += report.skipped_steps
+        self.phases.add("learner", report.phases)
         self.nonfinite_in_a_row = report.nonfinite_in_a_row
         if report.skipped_steps:
             self.last_nonfinite_step = counters.env_steps
@@ -151,6 +155,10 @@ class Tally:
         """The learner's own count of updates, when it is ahead of this one (an update applied
         that this driver had not collected yet, when a checkpoint is taken)."""
         self.counters.learner_updates = max(self.counters.learner_updates, updates)
+
+    def driver_time(self, phases: dict[str, float]) -> None:
+        """The driver's own seconds by phase (``wait``, ``duties``, ``flow``) since the last call."""
+        self.phases.add("driver", phases)
 
     def set_waiting(self, env_steps: int) -> None:
         self.waiting_env_steps = env_steps
@@ -201,10 +209,11 @@ class Tally:
 
     # ------------------------------------------------------------------ reports
 
-    def report(self, **fields_: Any) -> dict[str, Any]:
+    def report(self, processes: dict[str, int], **fields_: Any) -> dict[str, Any]:
         """A report record: every counter, the window means and rates since the last report,
-        and ``fields_`` (the pool's size, the learner's version, evaluation). Starts the next
-        report's interval."""
+        where the time went since training started (``processes``: how many processes of
+        each kind, runtime/phases.py), and ``fields_`` (the pool's size, the learner's
+        version, evaluation). Starts the next report's interval."""
         now = time.monotonic()
         self.clock()
         elapsed = max(now - self.last_report_time, 1e-9)
@@ -221,6 +230,7 @@ class Tally:
         )
         if self.recent_metrics:
             record["episode_metrics"] = {name: float(np.mean(values)) for name, values in self.recent_metrics.items()}
+        record.update(self.phases.table(now - self.started, self.counters.env_steps - self.start_steps, processes))
         self.last_report_time = now
         self.last_report_steps = self.counters.env_steps
         self.learner_stats = {}

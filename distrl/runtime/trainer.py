@@ -170,20 +170,27 @@ class Trainer:
         for duty in self.duties:
             duty.last = time.monotonic()
         driving = Driving(self.pool, self.learner, self.tally, self._due)
+        mark = time.perf_counter()
         for update in self.flow.updates(driving):
+            # The driver's own time (runtime/phases.py): blocked on workers and learner, the
+            # rest of the flow's step, and the duties below.
+            yielded = time.perf_counter()
             if update.report is not None:
                 self.tally.update(update.report, update.sent_steps)
             self.tally.set_waiting(update.waiting_steps)
-            if not update.duties:
-                continue
             events: set[str] = set()
-            now = time.monotonic()
-            for duty in self.duties:
-                if duty.due(now, events):
-                    event = duty.run(events)
-                    duty.last = time.monotonic()
-                    if event is not None:
-                        events.add(event)
+            if update.duties:
+                now = time.monotonic()
+                for duty in self.duties:
+                    if duty.due(now, events):
+                        event = duty.run(events)
+                        duty.last = time.monotonic()
+                        if event is not None:
+                            events.add(event)
+            done = time.perf_counter()
+            waited, driving.waited = driving.waited, 0.0
+            self.tally.driver_time({"wait": waited, "flow": yielded - mark - waited, "duties": done - yielded})
+            mark = done
             if "stop" in events:
                 assert self.stop_reason is not None
                 return self.stop_reason
@@ -252,7 +259,7 @@ class Trainer:
         }
         if self.evaluator is not None:
             fields.update(self._evaluation_fields())
-        record = self.tally.report(**fields)
+        record = self.tally.report({"worker": self.pool.size, "learner": 1, "driver": 1}, **fields)
         self.metrics.write(record)
         self.last_report = record
         if self.on_report is not None:

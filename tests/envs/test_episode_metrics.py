@@ -121,7 +121,7 @@ def test_the_driver_keeps_each_metrics_last_100_episodes_and_resumes_them():
         )  # fmt: skip
     # A summary without the field (a worker of an older version) counts as before.
     tally.fragment({"env_steps": 10, "env_frames": 10, "episode_returns": [], "episode_lengths": []})
-    record = json.loads(json.dumps(tally.report(num_workers=1)))
+    record = json.loads(json.dumps(tally.report({"worker": 1}, num_workers=1)))
     assert record["episode_metrics"] == {"a": pytest.approx(np.mean(range(50, 150))), "b": 1.0}
     assert len(tally.recent_metrics["b"]) == 75 <= RETURN_WINDOW
     assert scalars(record)["episode/a"] == pytest.approx(99.5)
@@ -136,5 +136,5 @@ def test_a_run_whose_env_reports_none_has_no_field():
     tally.fragment(
         {"env_steps": 5, "env_frames": 5, "episode_returns": [2.0], "episode_lengths": [5], "episode_metrics": [{}]}
     )
-    record = tally.report(num_workers=1)
+    record = tally.report({"worker": 1}, num_workers=1)
     assert "episode_metrics" not in record and not math.isnan(record["episode_return_mean"])

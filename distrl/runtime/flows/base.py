@@ -6,6 +6,7 @@ counting it, reports, checkpoints, snapshots, evaluation, rescaling and the stop
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
@@ -65,6 +66,15 @@ class Driving:
     learner: LearnerHandle
     tally: Tally
     due: Callable[[], bool]
+    waited: float = 0.0  # seconds blocked in wait() since the trainer last took them
+
+    def wait(self, refs: list[Any]) -> Any:
+        """The first of ``refs`` to be ready (a worker's summary, an update's report); the
+        time blocked is the driver's ``wait`` phase (runtime/phases.py)."""
+        start = time.perf_counter()
+        ready, _ = ray.wait(refs, num_returns=1)
+        self.waited += time.perf_counter() - start
+        return ready[0]
 
 
 class Flow(ABC):

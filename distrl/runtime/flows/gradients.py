@@ -10,6 +10,7 @@ Workers never wait for each other, so their updates interleave in arrival order.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator, cast
 
@@ -35,14 +36,18 @@ class PushGradients:
 
     def run(self, worker: RolloutWorker, request: Request) -> dict[str, Any]:
         fragment, summary = worker.rollout(request)
+        began = time.perf_counter()
         worker.model.train()
         algorithm = cast("type[GradientAlgorithm]", worker.spec.algorithm_class)  # this flow's kind
         gradients, stats = algorithm.gradients(worker.model, collate([fragment], "cpu"), worker.config.algo_config)
         worker.model.eval()
+        pushed = time.perf_counter()
+        summary["phases"]["gradient"] = pushed - began
         try:
             report = ray.get(
                 self.learner.update.remote((gradients, worker.version), Progress(env_steps=request.env_steps))
             )
+            summary["phases"]["learner_wait"] = time.perf_counter() - pushed
         except (RayActorError, RayTaskError) as error:
             if isinstance(error, RayTaskError) and not isinstance(error.cause, LearnerRestarted):
                 raise
@@ -74,8 +79,13 @@ class ApplyGradients:
 
     def update(self, learner: Learner, inputs: tuple[list, int], progress: Progress) -> UpdateReport:
         gradients, based_on_version = inputs
+        start = time.perf_counter()
         update = learner.algorithm.apply_gradients(gradients, progress)
-        return UpdateReport(stats=update.stats, policy_lag=float(learner.version - based_on_version))
+        return UpdateReport(
+            stats=update.stats,
+            policy_lag=float(learner.version - based_on_version),
+            phases={"update": time.perf_counter() - start},
+        )
 
 
 class GradientFlow(Flow):
@@ -89,8 +99,7 @@ class GradientFlow(Flow):
         pool, learner = driving.pool, driving.learner
         while True:
             pool.top_up(1, WORK, learner.latest_weights)
-            ready, _ = ray.wait(pool.pending(), num_returns=1)
-            _, summary, _ = pool.receive(ready[0])
+            _, summary, _ = pool.receive(driving.wait(pool.pending()))
             if summary is None:
                 continue
             if summary["update"] is None:  # the learner died before it applied this gradient

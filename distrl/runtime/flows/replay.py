@@ -12,6 +12,7 @@ that are owed."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -51,6 +52,7 @@ class WriteToReplay:
 
     def run(self, worker: RolloutWorker, request: Request) -> dict[str, Any]:
         fragment, summary = worker.rollout(request)
+        began = time.perf_counter()
         ray.get(self.pending)
         stored = replay_columns(fragment, self.frame_stack)
         K = fragment["rewards"].shape[1]
@@ -61,6 +63,8 @@ class WriteToReplay:
             if columns:
                 part = {key: value[:, columns] for key, value in stored.items()}
                 self.pending.append(shard.add.remote([streams[k] for k in columns], part))
+        # The wait for the shards to store the previous fragment, and this one's hand-over.
+        summary["phases"]["replay_insert"] = time.perf_counter() - began
         return summary
 
 
@@ -89,9 +93,13 @@ class LearnFromReplay:
         lags: list[float] = []
         taken = consumed = 0
         remaining = steps
+        clock = time.perf_counter
+        phases = {"replay_sample": 0.0, "collate": 0.0, "update": 0.0}
         pending = self._request(min(BATCHES_PER_FETCH, remaining), beta)
         while remaining > 0:
+            before_sample = clock()
             chunks = ray.get(pending)
+            phases["replay_sample"] += clock() - before_sample
             count = min(BATCHES_PER_FETCH, remaining)
             remaining -= count
             if remaining > 0:
@@ -100,6 +108,7 @@ class LearnFromReplay:
                 break  # nothing sampleable yet
             self.shard_totals = np.array([chunk[-1]["total"] if chunk else 0.0 for chunk in chunks]) + 1e-12
             for j in range(count):
+                before_collate = clock()
                 parts = [(shard, chunk[j]) for shard, chunk in zip(self.shards, chunks) if chunk is not None]
                 batch = {
                     key: torch.from_numpy(np.concatenate([part[key] for _, part in parts])).to(learner.device)
@@ -108,7 +117,10 @@ class LearnFromReplay:
                 batch["weights"] = torch.from_numpy(global_weights([part for _, part in parts], beta)).to(
                     learner.device
                 )
+                before_update = clock()
+                phases["collate"] += before_update - before_collate
                 update = learner.algorithm.learn(batch, progress)
+                phases["update"] += clock() - before_update
                 assert update.priorities is not None, "a replay algorithm's learn must return new priorities"
                 offset = 0
                 for shard, part in parts:
@@ -124,7 +136,11 @@ class LearnFromReplay:
                 consumed += len(batch["actions"])
         stats = {key: value / max(taken, 1) for key, value in totals.items()}
         return UpdateReport(
-            stats=stats, updates=taken, consumed_steps=consumed, policy_lag=float(np.mean(lags)) if lags else 0.0
+            stats=stats,
+            updates=taken,
+            consumed_steps=consumed,
+            policy_lag=float(np.mean(lags)) if lags else 0.0,
+            phases=phases,
         )
 
 
@@ -181,12 +197,12 @@ class ReplayFlow(Flow):
             if update_ref is None and counters.env_steps >= learning_starts and owed >= 1:
                 requested = int(min(owed, STEPS_PER_CALL))
                 update_ref = learner.submit(requested, counters.env_steps)
-            ready, _ = ray.wait(pool.pending() + ([update_ref] if update_ref else []), num_returns=1)
-            if update_ref is not None and ready[0] == update_ref:
+            ready = driving.wait(pool.pending() + ([update_ref] if update_ref else []))
+            if update_ref is not None and ready == update_ref:
                 report = learner.result(update_ref)  # counts the steps actually taken
                 update_ref, requested = None, 0
                 yield Update(report)
             else:
-                pool.receive(ready[0])
+                pool.receive(ready)
                 if update_ref is None and counters.env_steps < learning_starts:
                     yield Update(None)  # reports and stop rules while replay fills

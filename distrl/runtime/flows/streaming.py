@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-import ray
-
 from distrl.algos.interface import StreamingSettings
 from distrl.runtime.flows.base import Driving, Flow, Update
 from distrl.runtime.flows.synchronous import LearnFromFragments
@@ -35,13 +33,13 @@ class StreamingFlow(Flow):
             per_update = self.settings.fragments_per_update or pool.size
             if len(waiting) < per_update:
                 pool.top_up(depth, SAMPLE, learner.latest_weights)
-            ready, _ = ray.wait(pool.pending() + ([update_ref] if update_ref else []), num_returns=1)
-            if update_ref is not None and ready[0] == update_ref:
+            ready = driving.wait(pool.pending() + ([update_ref] if update_ref else []))
+            if update_ref is not None and ready == update_ref:
                 report = learner.result(update_ref, update_steps)
                 update_ref = None
                 yield Update(report, update_steps, sum(steps for _, steps in waiting))
             else:
-                _, summary, fragment_ref = pool.receive(ready[0])
+                _, summary, fragment_ref = pool.receive(ready)
                 if summary is not None:
                     waiting.append((fragment_ref, summary["env_steps"]))
             if update_ref is None and len(waiting) >= per_update:

@@ -12,7 +12,6 @@ import time
 from typing import Any, Iterator
 
 import numpy as np
-import ray
 
 from distrl.algos.interface import Progress, SynchronousSettings
 from distrl.runtime.flows.base import Driving, Flow, Update, fetch_surviving
@@ -28,18 +27,22 @@ class LearnFromFragments:
     broadcast = True
 
     def update(self, learner: Learner, fragment_refs: list[Any], progress: Progress) -> UpdateReport:
-        start = time.perf_counter()
+        clock = time.perf_counter
+        start = clock()
         fragments, lost = fetch_surviving(fragment_refs)
+        fetched = clock()
         if not fragments:
-            return UpdateReport(updates=0, lost_fragments=lost)
+            return UpdateReport(updates=0, lost_fragments=lost, phases={"transfer": fetched - start})
         lags = [learner.version - int(fragment["policy_version"]) for fragment in fragments]
         batch = collate(fragments, learner.device)
-        fetched = time.perf_counter()
+        collated = clock()
         update = learner.algorithm.learn(batch, progress)
-        # Where an update's time goes: fetching and stacking the fragments, or learning.
-        timing = {"fetch_s": fetched - start, "learn_s": time.perf_counter() - fetched}
+        # Where an update's time goes: the fragments' transfer from the workers (pulled from
+        # the object store), stacking them, learning (runtime/phases.py).
+        phases = {"transfer": fetched - start, "collate": collated - fetched, "update": clock() - collated}
         return UpdateReport(
-            stats={**update.stats, **timing},
+            stats=update.stats,
+            phases=phases,
             consumed_steps=sum(fragment["rewards"].size for fragment in fragments),
             policy_lag=float(np.mean(lags)),
             lost_fragments=lost,
@@ -71,8 +74,7 @@ class SynchronousFlow(Flow):
                 for worker_id in set(pool.workers) - set(fragments):
                     if not pool.inflight_of(worker_id):
                         pool.submit(worker_id, SAMPLE, learner.latest_weights)
-                ready, _ = ray.wait(pool.pending(), num_returns=1)
-                worker_id, summary, fragment_ref = pool.receive(ready[0])
+                worker_id, summary, fragment_ref = pool.receive(driving.wait(pool.pending()))
                 if summary is not None:
                     fragments[worker_id] = fragment_ref
                     steps += summary["env_steps"]
