@@ -116,3 +116,58 @@ def test_counters_are_assigned_in_one_module():
         if (lines := counter_assignments_in(path.read_text()))
     }
     assert set(assigning) == {str(COUNTERS_MODULE.relative_to(package))}, assigning
+
+
+def attributes_created_outside_init(source: str) -> list[str]:
+    """``Class.attr`` for each ``self.attr = ...`` in a method other than ``__init__`` whose
+    class neither sets it in ``__init__`` nor declares it in its body (a dataclass field)."""
+    found = []
+    for cls in (node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ClassDef)):
+        declared = {
+            node.target.id for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+        } | {
+            target.id
+            for node in cls.body
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        assigned: dict[str, set[str]] = {}
+        for method in (node for node in cls.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in ast.walk(method):
+                targets = []
+                if isinstance(node, ast.Assign):
+                    targets = [t for target in node.targets for t in ast.walk(target)]
+                elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                    targets = [node.target]
+                for target in targets:
+                    if (
+                        isinstance(target, ast.Attribute)
+                        and isinstance(target.value, ast.Name)
+                        and target.value.id == "self"
+                    ):
+                        assigned.setdefault(method.name, set()).add(target.attr)
+        in_init = assigned.get("__init__", set()) | declared
+        for method, names in assigned.items():
+            found += [f"{cls.name}.{name} (in {method})" for name in sorted(names - in_init)]
+    return found
+
+
+# The driver's side of the runtime: its objects hold their whole state from construction on.
+# (The actors build theirs in setup(), once the env's spaces are known.)
+DRIVER_MODULES = ("trainer.py", "learner_handle.py", "worker_pool.py", "tally.py", "phases.py", "flows")
+
+
+def test_the_check_for_late_attributes_catches_one():
+    late = "class A:\n    def __init__(self):\n        self.a = 1\n    def go(self):\n        self.a, self.b = 2, 3\n"
+    assert attributes_created_outside_init(late) == ["A.b (in go)"]
+
+
+def test_driver_objects_create_every_attribute_in_init():
+    files = [path for path in runtime_files() if path.name in DRIVER_MODULES or path.parent.name == "flows"]
+    late = {
+        str(path.relative_to(RUNTIME)): found
+        for path in files
+        if (found := attributes_created_outside_init(path.read_text()))
+    }
+    assert not late, late

@@ -1,6 +1,6 @@
 """Trainer: a run's lifecycle and its one loop. Starts or joins Ray, creates the parameter
 server, the flow's actors, the learner and the worker pool, then iterates the flow's updates
-and after each does the run's duties (``DUTIES``); on the way out it writes the last
+and after each does the run's duties (the table in ``_duties``); on the way out it writes the last
 checkpoint and releases what it took. It knows no algorithm and no flow: the flow the
 algorithm registered decides what is asked of workers and learner (``runtime/flows/``)."""
 
@@ -47,9 +47,9 @@ class Duty:
     last: float = 0.0
 
     def due(self, now: float, events: set[str]) -> bool:
-        if events.intersection(self.unless):
-            return False
-        return now - self.last >= self.every_s or bool(events.intersection(self.also_on))
+        return not events.intersection(self.unless) and (
+            now - self.last >= self.every_s or bool(events.intersection(self.also_on))
+        )
 
 
 class Trainer:
@@ -187,6 +187,8 @@ class Trainer:
                         duty.last = time.monotonic()
                         if event is not None:
                             events.add(event)
+                    elif events.intersection(duty.unless):
+                        duty.last = time.monotonic()  # done by another duty (a checkpoint is a snapshot)
             done = time.perf_counter()
             waited, driving.waited = driving.waited, 0.0
             self.tally.driver_time({"wait": waited, "flow": yielded - mark - waited, "duties": done - yielded})

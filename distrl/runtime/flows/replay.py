@@ -20,7 +20,7 @@ import numpy as np
 import ray
 import torch
 
-from distrl.algos.interface import Progress, ReplaySettings
+from distrl.algos.interface import AlgorithmSpec, Progress, ReplaySettings
 from distrl.envs import frame_stack_of
 from distrl.runtime import cluster
 from distrl.runtime.flows.base import Driving, Flow, Update
@@ -147,12 +147,16 @@ class LearnFromReplay:
 class ReplayFlow(Flow):
     settings: ReplaySettings
 
+    def __init__(self, config: Any, spec: AlgorithmSpec, settings: ReplaySettings):
+        super().__init__(config, spec, settings)
+        self.frame_stack = frame_stack_of(config.env.id, config.env.options)
+        self.shards: list[Any] = []  # the replay shards, from create_actors()
+
     def create_actors(self, num_workers: int) -> None:
         """The shards, on the head node. Env copy k of worker w is stream w * K + k, and a
         stream always goes to shard (stream % shards)."""
         settings = self.settings
         streams = num_workers * self.config.runtime.envs_per_worker
-        self.frame_stack = frame_stack_of(self.config.env.id, self.config.env.options)
         self.shards = [
             # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
             # A shard whose process dies is restarted empty and calls to it are retried there.
