@@ -118,8 +118,8 @@ def test_the_envs_own_metrics_reach_every_output(user_package, tmp_path, algo):
     out = tmp_path / "run"
     result = run_distrl(
         "train", "--algo", algo, "--env", "usergames.envs:GuessSign-v0", "--num-workers", "2",
-        "--stop-env-steps", "3000", "--seed", "1", "--out", str(out), "--set", "output.tensorboard=true",
-        "output.report_every_s=0.5", "output.wandb.project=distrl-test", "output.wandb.mode=offline",
+        "--seed", "1", "--out", str(out), "--set", "stop.seconds=3", "output.tensorboard=true",
+        "output.report_every_s=0.25", "output.wandb.project=distrl-test", "output.wandb.mode=offline",
         env={**offline_env(tmp_path), "PYTHONPATH": user_package["PYTHONPATH"]}, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
