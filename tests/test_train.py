@@ -253,3 +253,7 @@ def test_the_phases_account_for_each_processes_time(trained_cartpole):
     assert last["bound"] in last["phases"]
     env = last["phases"]["worker.env_step"]
     assert env["share"] > 0 and env["s_per_1k_steps"] > 0
+    # PPO's driver has nothing to do while the learner updates: it is blocked on it, and that
+    # counts as its wait (not as its own work, the flow phase).
+    phases = last["phases"]
+    assert phases["driver.wait"]["share"] >= 0.9 * phases["learner.update"]["share"], phases

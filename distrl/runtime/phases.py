@@ -103,3 +103,26 @@ class PhaseTotals:
             if work and (busiest is None or busy > busiest[0]):
                 busiest = (busy, f"{kind}.{max(work, key=lambda name: work[name])}")
         return {"phases": table, "phase_coverage": coverage, "bound": busiest[1] if busiest else None}
+
+
+def table_text(record: dict[str, Any]) -> str:
+    """The report's phase table as the lines the console prints when a run ends: each
+    process kind's phases with their share of its time and seconds per 1,000 env steps,
+    largest first, and the bound."""
+    phases = record.get("phases") or {}
+    if not phases:
+        return ""
+    lines = ["where the time went (share of each process's time; seconds per 1,000 env steps):"]
+    for kind in PHASES:
+        rows = sorted(
+            ((name.split(".", 1)[1], row) for name, row in phases.items() if name.startswith(kind + ".")),
+            key=lambda item: -item[1]["share"],
+        )
+        if not rows:
+            continue
+        coverage = record.get("phase_coverage", {}).get(kind)
+        lines.append(f"  {kind}" + (f" (phases add up to {coverage:.0%})" if coverage is not None else ""))
+        lines.extend(f"    {name:<14} {row['share']:6.1%} {row['s_per_1k_steps']:9.3f} s" for name, row in rows)
+    if record.get("bound"):
+        lines.append(f"  bound: {record['bound']}")
+    return "\n".join(lines)

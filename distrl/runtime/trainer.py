@@ -24,7 +24,7 @@ from distrl.checkpoint import CheckpointWriteError
 from distrl.config import Config
 from distrl.metrics import MetricsWriter
 from distrl.models import model_notes
-from distrl.runtime import cluster
+from distrl.runtime import cluster, phases
 from distrl.runtime.evaluator import Evaluator
 from distrl.runtime.flows import Driving, Flow, flow_for
 from distrl.runtime.learner_handle import LearnerHandle
@@ -376,6 +376,8 @@ class Trainer:
                 metrics.message(f"interrupted; checkpoint written to {path}")
                 raise
             metrics.message(f"stopped: {reason}; checkpoint in {checkpoint.latest(out)}")
+            if phases.table_text(self.last_report):
+                metrics.message(phases.table_text(self.last_report))
             return reason
         finally:
             if main_thread:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from distrl.runtime.phases import CallClock, PhaseTotals
+from distrl.runtime.phases import CallClock, PhaseTotals, table_text
 
 
 def test_a_calls_clock_counts_the_gap_before_it_and_what_its_phases_leave():
@@ -51,3 +51,17 @@ def test_nothing_measured_yet_is_an_empty_table():
         "phase_coverage": {},
         "bound": None,
     }
+
+
+def test_the_end_of_run_table_lists_each_kinds_phases_largest_first_and_the_bound():
+    totals = PhaseTotals()
+    totals.add("worker", {"env_step": 12.0, "forward": 4.0, "idle": 4.0})
+    totals.add("learner", {"update": 9.0, "transfer": 0.5, "idle": 0.5})
+    text = table_text(totals.table(wall_s=10.0, env_steps=20_000, processes={"worker": 2, "learner": 1}))
+    lines = text.splitlines()
+    worker = lines.index("  worker (phases add up to 100%)")
+    assert [line.split()[0] for line in lines[worker + 1 : worker + 4]] == ["env_step", "forward", "idle"]
+    assert "60.0%" in lines[worker + 1] and "0.600 s" in lines[worker + 1]
+    assert lines[-1] == "  bound: learner.update"
+    assert "driver" not in text  # a kind that reported nothing has no rows
+    assert table_text({"phases": {}}) == ""

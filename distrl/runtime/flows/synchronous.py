@@ -79,7 +79,8 @@ class SynchronousFlow(Flow):
                     fragments[worker_id] = fragment_ref
                     steps += summary["env_steps"]
             if update_ref is not None:  # the previous round's, which overlapped this one's sampling
-                yield Update(learner.result(update_ref, update_steps), update_steps, steps, duties=False)
+                report = learner.result(driving.wait([update_ref]), update_steps)
+                yield Update(report, update_steps, steps, duties=False)
             update_ref = learner.submit([fragments[i] for i in sorted(fragments)], counters.env_steps)
             update_steps = steps
             # The learner's task holds the fragments now; dropping our refs frees them as soon
@@ -87,7 +88,8 @@ class SynchronousFlow(Flow):
             del fragments
             if not overlap or driving.due():
                 # Reports, checkpoints and the stop decision count finished updates only.
-                yield Update(learner.result(update_ref, update_steps), update_steps)
+                # Blocked on the learner: the driver's wait, as on the workers above.
+                yield Update(learner.result(driving.wait([update_ref]), update_steps), update_steps)
                 update_ref = None
             else:
                 yield Update(None, waiting_steps=update_steps)  # in the update in flight
