@@ -81,6 +81,22 @@ def distrl_here(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["distrl", *args], code, out.getvalue(), err.getvalue())
 
 
+def interrupt(process: subprocess.Popen, timeout: float = 120) -> str:
+    """Ctrl-C a running `distrl train` and wait for it to exit; its output. A run that does not
+    exit in ``timeout`` seconds is killed and the test fails with the end of what it printed
+    (where it hung), rather than with a bare TimeoutExpired."""
+    import signal
+
+    process.send_signal(signal.SIGINT)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"the run did not exit within {timeout:g} s of Ctrl-C; its output ends:\n{output[-3000:]}")
+    return output
+
+
 def assert_clean_error(result: subprocess.CompletedProcess, code: int = 2) -> None:
     """A user error: the expected exit code, one short message, no traceback."""
     assert result.returncode == code, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USER_PACKAGE, assert_clean_error, read_progress, run_distrl
+from conftest import USER_PACKAGE, assert_clean_error, interrupt, read_progress, run_distrl
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,8 +171,7 @@ def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
         assert shrunk["num_nodes"] == 1
         # The run goes on without the node: 20k more env steps, then Ctrl-C.
         wait_for(lambda: last_progress(out).get("env_steps", 0) >= shrunk["env_steps"] + 20_000, 120, "more steps")
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=120)
+        output = interrupt(process)
     finally:
         if process.poll() is None:
             process.kill()

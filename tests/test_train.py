@@ -2,7 +2,6 @@
 Ray, real worker processes, real environments, real files."""
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import assert_clean_error, distrl_here, read_progress, run_distrl
+from conftest import assert_clean_error, distrl_here, interrupt, read_progress, run_distrl
 from distrl import checkpoint
 from distrl.metrics import CONTRACT_FIELDS
 
@@ -199,8 +198,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
         while not ((out / "progress.jsonl").is_file() and (out / "progress.jsonl").read_text().strip()):
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=120)
+        output = interrupt(process)
     finally:
         if process.poll() is None:
             process.kill()

@@ -171,31 +171,38 @@ class Trainer:
             duty.last = time.monotonic()
         driving = Driving(self.pool, self.learner, self.tally, self._due)
         mark = time.perf_counter()
-        for update in self.flow.updates(driving):
-            # The driver's own time (runtime/phases.py): blocked on workers and learner, the
-            # rest of the flow's step, and the duties below.
-            yielded = time.perf_counter()
-            if update.report is not None:
-                self.tally.update(update.report, update.sent_steps)
-            self.tally.set_waiting(update.waiting_steps)
-            events: set[str] = set()
-            if update.duties:
-                now = time.monotonic()
-                for duty in self.duties:
-                    if duty.due(now, events):
-                        event = duty.run(events)
-                        duty.last = time.monotonic()
-                        if event is not None:
-                            events.add(event)
-                    elif events.intersection(duty.unless):
-                        duty.last = time.monotonic()  # done by another duty (a checkpoint is a snapshot)
-            done = time.perf_counter()
-            waited, driving.waited = driving.waited, 0.0
-            self.tally.driver_time({"wait": waited, "flow": yielded - mark - waited, "duties": done - yielded})
-            mark = done
-            if "stop" in events:
-                assert self.stop_reason is not None
-                return self.stop_reason
+        # Closed on the way out, however the loop ends (a stop rule, Ctrl-C, an error): the
+        # flow's refs to fragments and updates in flight are dropped here, while Ray is up,
+        # and not whenever the garbage collector gets to a suspended generator.
+        updates = self.flow.updates(driving)
+        try:
+            for update in updates:
+                # The driver's own time (runtime/phases.py): blocked on workers and learner, the
+                # rest of the flow's step, and the duties below.
+                yielded = time.perf_counter()
+                if update.report is not None:
+                    self.tally.update(update.report, update.sent_steps)
+                self.tally.set_waiting(update.waiting_steps)
+                events: set[str] = set()
+                if update.duties:
+                    now = time.monotonic()
+                    for duty in self.duties:
+                        if duty.due(now, events):
+                            event = duty.run(events)
+                            duty.last = time.monotonic()
+                            if event is not None:
+                                events.add(event)
+                        elif events.intersection(duty.unless):
+                            duty.last = time.monotonic()  # done by another duty (a checkpoint is a snapshot)
+                done = time.perf_counter()
+                waited, driving.waited = driving.waited, 0.0
+                self.tally.driver_time({"wait": waited, "flow": yielded - mark - waited, "duties": done - yielded})
+                mark = done
+                if "stop" in events:
+                    assert self.stop_reason is not None
+                    return self.stop_reason
+        finally:
+            updates.close()
         raise AssertionError("a flow's updates ended without a stop rule")
 
     def _due(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Generator, Optional
 
 import ray
 
@@ -117,6 +117,6 @@ class Flow(ABC):
     # ---------------------------------------------------------------- the loop
 
     @abstractmethod
-    def updates(self, driving: Driving) -> Iterator[Update]:
+    def updates(self, driving: Driving) -> Generator[Update, None, None]:
         """Drive workers and learner; yield after each update collected. Never returns: the
         trainer stops iterating when a stop rule holds."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, cast
+from typing import Any, Generator, cast
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
@@ -95,7 +95,7 @@ class GradientFlow(Flow):
     def worker_task(self, learner: Any) -> WorkerTask:
         return PushGradients(learner)
 
-    def updates(self, driving: Driving) -> Iterator[Update]:
+    def updates(self, driving: Driving) -> Generator[Update, None, None]:
         pool, learner = driving.pool, driving.learner
         while True:
             pool.top_up(1, WORK, learner.latest_weights)

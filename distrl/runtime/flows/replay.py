@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Generator
 
 import numpy as np
 import ray
@@ -183,7 +183,7 @@ class ReplayFlow(Flow):
     def worker_task(self, learner: Any) -> WorkerTask:
         return WriteToReplay(self.shards, self.frame_stack)
 
-    def updates(self, driving: Driving) -> Iterator[Update]:
+    def updates(self, driving: Driving) -> Generator[Update, None, None]:
         settings = self.settings
         pool, learner, counters = driving.pool, driving.learner, driving.tally.counters
         depth = self.config.runtime.max_inflight_fragments

@@ -9,7 +9,7 @@ At most one batch waits for the learner: past that, workers idle instead of fill
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Generator
 
 from distrl.algos.interface import StreamingSettings
 from distrl.runtime.flows.base import Driving, Flow, Update
@@ -24,7 +24,7 @@ class StreamingFlow(Flow):
     def learner_side(self) -> LearnerSide:
         return LearnFromFragments()
 
-    def updates(self, driving: Driving) -> Iterator[Update]:
+    def updates(self, driving: Driving) -> Generator[Update, None, None]:
         pool, learner, counters = driving.pool, driving.learner, driving.tally.counters
         depth = self.config.runtime.max_inflight_fragments
         waiting: list[tuple[Any, int]] = []  # (fragment ref, its env steps)

@@ -9,7 +9,7 @@ by the worker, keep importance ratios right)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from typing import Any, Generator
 
 import numpy as np
 
@@ -61,7 +61,7 @@ class SynchronousFlow(Flow):
         # ceiling with 1 learner thread, 0.72 with 2 (BENCHMARKS.md, 2026-11-22 evening).
         return False
 
-    def updates(self, driving: Driving) -> Iterator[Update]:
+    def updates(self, driving: Driving) -> Generator[Update, None, None]:
         pool, learner, counters = driving.pool, driving.learner, driving.tally.counters
         overlap = self.settings.overlap_sampling
         update_ref, update_steps = None, 0
