@@ -81,6 +81,21 @@ def distrl_here(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["distrl", *args], code, out.getvalue(), err.getvalue())
 
 
+def popen_interruptible(command: list[str], **kwargs) -> subprocess.Popen:
+    """``subprocess.Popen`` of a run that a test will Ctrl-C. A process started in the
+    background by a non-interactive shell (``cmd &``: a CI script, nohup) inherits SIGINT
+    ignored, and Python then raises no KeyboardInterrupt: the child would never see the
+    test's Ctrl-C. The child gets SIGINT's default disposition, as under a terminal (a
+    Python handler becomes the default one across exec)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(command, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def interrupt(process: subprocess.Popen, timeout: float = 120) -> str:
     """Ctrl-C a running `distrl train` and wait for it to exit; its output. A run that does not
     exit in ``timeout`` seconds is killed and the test fails with the end of what it printed

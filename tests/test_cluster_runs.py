@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USER_PACKAGE, assert_clean_error, interrupt, read_progress, run_distrl
+from conftest import USER_PACKAGE, assert_clean_error, interrupt, popen_interruptible, read_progress, run_distrl
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
     (a stop rule in env steps would have to outlast the node's visit, however slow the
     machine: the run's pace, not the rule, is what this test is about)."""
     out = tmp_path / "elastic"
-    process = subprocess.Popen(
+    process = popen_interruptible(
         [
             sys.executable,
             "-m",

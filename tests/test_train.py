@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import assert_clean_error, distrl_here, interrupt, read_progress, run_distrl
+from conftest import assert_clean_error, distrl_here, interrupt, popen_interruptible, read_progress, run_distrl
 from distrl import checkpoint
 from distrl.metrics import CONTRACT_FIELDS
 
@@ -175,7 +175,7 @@ def test_async_sampling_overlaps_and_reuse_of_a_run_folder_is_refused(tmp_path):
 
 def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen(
+    process = popen_interruptible(
         [
             sys.executable,
             "-m",
