@@ -13,6 +13,8 @@ For each environment, in one run (so that ratios compare like with like on a noi
     python scripts/bench.py --ceilings            # the ceiling of one env per family
     python scripts/bench.py --clusters            # sampling on 1 node vs 2 loopback nodes
     python scripts/bench.py --vs-rllib --json     # distrl and RLlib side by side (distrl[rllib])
+    python scripts/bench.py --vs-sb3 --json       # the main job against SB3's PPO, whole process (distrl[sb3])
+    python scripts/bench.py --startup --repeats 3 # the main job's start and finish, part by part
     python scripts/bench.py --vs-learner          # PPO on Pong end to end vs the learner's ceiling
     python scripts/bench.py --levers pong_cpu     # the learner's ceiling with and without each lever it keeps
 
@@ -362,6 +364,131 @@ def vs_rllib(cases: list[str], repeats: int, seconds: float, warmup_s: float, as
         )
 
 
+def _sb3(settings: str, seed: int, timeout: float = 900) -> tuple[float, dict]:
+    command = [sys.executable, str(HERE / "sb3_side.py"), "--settings", settings, "--seed", str(seed)]
+    wall, stdout = _run(command, timeout)
+    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
+    return wall, json.loads(line[len("RESULT ") :])
+
+
+# The cases of --vs-sb3: distrl's main job (`distrl train`, its defaults: PPO on CartPole-v1,
+# 2 workers x 4 envs x 32 steps, 20 epochs, stop at a 100-episode mean of 475) against SB3's
+# PPO at its own tuned settings (RL Zoo's) and at settings identical to distrl's
+# (scripts/sb3_side.py says what each is).
+VS_SB3_CASES = {"sb3 at its tuned settings (zoo)": "zoo", "sb3 at distrl's settings": "distrl"}
+
+
+def vs_sb3(repeats: int, as_json: bool) -> None:
+    """Whole processes, launch to exit, alternating distrl and SB3's cases seed by seed, so
+    that the machine's drift falls on both sides alike; each pair's ratio (SB3's seconds over
+    distrl's: distrl ahead when > 1) and their spread."""
+    walls: dict[str, list[float]] = {"distrl": [], **{case: [] for case in VS_SB3_CASES}}
+    steps: dict[str, list[int]] = {side: [] for side in walls}
+    for seed in range(1, repeats + 1):
+        wall, records = _distrl_train(["--seed", str(seed)], timeout=900)
+        reached = records[-1]["episode_return_mean"] >= 475
+        walls["distrl"].append(wall if reached else float("inf"))
+        steps["distrl"].append(records[-1]["env_steps"])
+        last = records[-1]
+        line = f"  seed {seed}: distrl {wall:.1f} s ({last['env_steps']:,} steps, {last['time_s']:.1f} s training)"
+        for case, settings in VS_SB3_CASES.items():
+            swall, result = _sb3(settings, seed)
+            walls[case].append(swall if result["reached"] else float("inf"))
+            steps[case].append(result["env_steps"])
+            line += f"; {settings} {swall:.1f} s ({result['env_steps']:,} steps, {result['train_s']:.1f} s training)"
+        print(line, file=sys.stderr, flush=True)
+    import stable_baselines3
+
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}, "
+        f"stable-baselines3 {stable_baselines3.__version__}; {repeats} alternating pairs, whole process to a "
+        f"100-episode mean of 475",
+        file=sys.stderr,
+    )
+    header = "| side | seconds (each run) | median | env steps (median) | SB3 / distrl per pair | min - max |"
+    print(header, file=sys.stderr)
+    print("|---|---|---|---|---|---|", file=sys.stderr)
+    ours = walls["distrl"]
+    print(
+        f"| distrl (defaults) | {', '.join(f'{w:.1f}' for w in ours)} | {statistics.median(ours):.1f} "
+        f"| {statistics.median(steps['distrl']):,.0f} | | |",
+        file=sys.stderr,
+    )
+    for case in VS_SB3_CASES:
+        ratios = [theirs / mine for theirs, mine in zip(walls[case], ours)]
+        print(
+            f"| {case} | {', '.join(f'{w:.1f}' for w in walls[case])} | {statistics.median(walls[case]):.1f} "
+            f"| {statistics.median(steps[case]):,.0f} | {statistics.median(ratios):.2f} "
+            f"| {min(ratios):.2f} - {max(ratios):.2f} |",
+            file=sys.stderr,
+        )
+        if as_json:
+            row = dict(
+                case=case,
+                distrl_s=[round(w, 2) for w in ours],
+                sb3_s=[round(w, 2) for w in walls[case]],
+                ratio_median=round(statistics.median(ratios), 3),
+                ratio_min=round(min(ratios), 3),
+                ratio_max=round(max(ratios), 3),
+            )
+            print(json.dumps(row), flush=True)
+
+
+def startup(repeats: int, variants: list[str]) -> None:
+    """The main job's start and finish, part by part (OUT/startup.json, runtime/startup.py),
+    over ``repeats`` whole processes of `distrl train`. ``variants``: named sets of
+    environment variables (``NAME:KEY=VALUE,KEY=VALUE``, e.g. Ray's own ``RAY_<option>``
+    switches) run alternating with the plain run, so that each lever is measured against
+    the same runs' drift. The process's rest (the interpreter's exit, after the file is
+    written) is its wall time from outside less what the file accounts for."""
+    cases: dict[str, dict[str, str]] = {"as is": {}}
+    for variant in variants:
+        name, _, pairs = variant.partition(":")
+        cases[name] = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+    runs: dict[str, list[dict]] = {name: [] for name in cases}
+    for round_ in range(repeats):
+        for name, env in cases.items():
+            with tempfile.TemporaryDirectory() as out:
+                command = [sys.executable, "-m", "distrl", "train", "--seed", str(round_ + 1), "--out", out,
+                           "--set", "output.console=off"]  # fmt: skip
+                start = time.perf_counter()
+                done = subprocess.run(
+                    command, capture_output=True, text=True, stdin=subprocess.DEVNULL, env={**os.environ, **env}
+                )
+                wall = time.perf_counter() - start
+                if done.returncode != 0:
+                    raise RuntimeError(f"{name}: distrl train exited with {done.returncode}:\n{done.stderr[-3000:]}")
+                record = json.loads(Path(out, "startup.json").read_text())
+            inside = record["launch_to_training_s"] + record["training_s"] + record["stop_to_end_s"]
+            record["finish"]["the interpreter's exit (from outside)"] = wall - inside
+            record["wall_s"] = wall
+            runs[name].append(record)
+            print(
+                f"  round {round_ + 1} {name}: {wall:.1f} s whole, {record['launch_to_training_s']:.1f} s to training, "
+                f"{record['training_s']:.1f} s training",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}; "
+          f"`distrl train` (PPO on CartPole-v1, defaults), {repeats} runs per case, medians in seconds")  # fmt: skip
+    names = list(cases)
+    print("| part | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+
+    def median_of(name: str, section: str, part: str) -> float:
+        return statistics.median(record[section].get(part, 0.0) for record in runs[name])
+
+    for section in ("start", "finish"):
+        parts = list(dict.fromkeys(part for name in names for record in runs[name] for part in record[section]))
+        for part in parts:
+            cells = " | ".join(f"{median_of(name, section, part):.2f}" for name in names)
+            print(f"| {section}: {part} | {cells} |")
+    totals = (("launch_to_training_s", "launch to training"), ("training_s", "training"), ("wall_s", "whole process"))
+    for key, label in totals:
+        cells = " | ".join(f"**{statistics.median(record[key] for record in runs[name]):.2f}**" for name in names)
+        print(f"| {label} | {cells} |")
+
+
 # ---------------------------------------------------------------- the learner's ceiling
 
 
@@ -500,9 +627,24 @@ def main() -> None:
     parser.add_argument("--clusters", action="store_true", help="sampling on one node vs two loopback nodes")
     parser.add_argument("--vs-rllib", action="store_true", help="distrl and RLlib side by side (needs distrl[rllib])")
     parser.add_argument("--cases", nargs="+", default=list(VS_RLLIB_CASES), help="with --vs-rllib: which cases")
-    parser.add_argument("--repeats", type=int, default=3, help="with --vs-rllib: runs per side of the CartPole case")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="with --vs-rllib or --vs-sb3: runs per side of the CartPole case"
+    )
     parser.add_argument("--warmup-s", type=float, default=30.0, help="with --vs-rllib: seconds before steady state")
-    parser.add_argument("--json", action="store_true", help="with --vs-rllib: one JSON line per case on stdout")
+    parser.add_argument(
+        "--json", action="store_true", help="with --vs-rllib or --vs-sb3: one JSON line per case on stdout"
+    )
+    parser.add_argument(
+        "--vs-sb3", action="store_true", help="the main job against Stable-Baselines3's PPO (needs distrl[sb3])"
+    )
+    parser.add_argument("--startup", action="store_true", help="the main job's start and finish, part by part")
+    parser.add_argument(
+        "--variant",
+        metavar="NAME:KEY=VALUE,...",
+        action="append",
+        default=[],
+        help="with --startup: environment variables of a case run alternating with the plain one",
+    )
     parser.add_argument("--sampling-only", metavar="ENV", help=argparse.SUPPRESS)
     parser.add_argument("--envs-per-worker", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--vs-learner", action="store_true", help="PPO on Pong end to end vs the learner's ceiling")
@@ -517,6 +659,12 @@ def main() -> None:
         return
     if args.vs_learner:
         vs_learner(args.seconds, args.warmup_s, args.updates, args.set)
+        return
+    if args.vs_sb3:
+        vs_sb3(args.repeats, args.json)
+        return
+    if args.startup:
+        startup(args.repeats, args.variant)
         return
     if args.vs_rllib:
         vs_rllib(args.cases, args.repeats, args.seconds, args.warmup_s, args.json)

@@ -40,6 +40,34 @@ def test_cartpole_ppo_two_workers_reaches_475_within_150k_steps(trained_cartpole
     assert list((out / "checkpoints").glob("ckpt-*/state.pt"))
 
 
+def test_a_run_says_how_long_it_took_to_start_and_to_finish(trained_cartpole):
+    """OUT/startup.json (runtime/startup.py): the parts of the start, the training between,
+    and the parts of the finish, each a real span of this run."""
+    result, records = trained_cartpole
+    timing = json.loads((result.run_dir / "startup.json").read_text())
+    start, finish = timing["start"], timing["finish"]
+    assert list(start) == [
+        "process launch to run()",
+        "ray start",
+        "workers: processes and envs",
+        "learner: model and first weights",
+        "other set-up",
+        "first update: sampling and learning",
+    ], start
+    # Ray's shutdown is a part when the run started its own Ray (in this test process, Ray
+    # may be up already).
+    started_ray = "ray shutdown" in finish
+    assert list(finish) == ["final report and checkpoint", "closing workers"] + ["ray shutdown"] * started_ray
+    assert all(seconds >= 0 for seconds in [*start.values(), *finish.values()])
+    assert timing["launch_to_training_s"] == pytest.approx(sum(start.values()), abs=0.01)
+    assert timing["stop_to_end_s"] == pytest.approx(sum(finish.values()), abs=0.01)
+    # Workers and learner are real processes: they take time to start. Training is the span
+    # the reports cover (they start with the first update, a part of the start).
+    assert start["workers: processes and envs"] > 0.1
+    assert start["ray start"] > 0.1 or not started_ray
+    assert timing["training_s"] == pytest.approx(records[-1]["time_s"], abs=1.5)
+
+
 def test_checkpoint_resume_with_other_worker_count_and_eval(tmp_path):
     """Also logs to W&B, offline: test_wandb.py checks what the two runs logged there."""
     from test_wandb import WANDB_KEYS, check_offline_wandb_run, offline_env  # skips without wandb

@@ -29,6 +29,7 @@ from distrl.runtime.evaluator import Evaluator
 from distrl.runtime.flows import Driving, Flow, flow_for
 from distrl.runtime.learner_handle import LearnerHandle
 from distrl.runtime.parameter_server import ParameterServer
+from distrl.runtime.startup import StartupClock
 from distrl.runtime.tally import Tally, restart_counter
 from distrl.runtime.worker_pool import WorkerPool
 
@@ -69,6 +70,7 @@ class Trainer:
         self.on_report = on_report
         self.verbose = verbose
         self.last_report: dict[str, Any] = {}
+        self.startup = StartupClock()  # OUT/startup.json: the seconds before training and after it
         self.tally = Tally(config, resume_state)
         # Opened by run(), which owns the run folder; each of the below exists from _start().
         self.metrics: Optional[MetricsWriter] = None
@@ -117,8 +119,10 @@ class Trainer:
         placement = cluster.in_bundle(1) if cluster.in_placement_group() else ({} if learner_gpus else head)
         pool.task = flow.worker_task(learner.create(learner_gpus, placement))
         spaces = pool.start(count)
+        self.startup.mark("workers: processes and envs")
         busy = pool.busy_cpus() if flow.workers_busy_during_updates() else {}
         device = learner.setup(spaces, self.parameter_server, flow.learner_side(), busy, self.resume_state)
+        self.startup.mark("learner: model and first weights")
         self.incarnations = self._incarnations()
         if config.eval.every_env_steps is not None:
             # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
@@ -175,8 +179,13 @@ class Trainer:
         # flow's refs to fragments and updates in flight are dropped here, while Ray is up,
         # and not whenever the garbage collector gets to a suspended generator.
         updates = self.flow.updates(driving)
+        self.startup.mark("other set-up")
+        first = True
         try:
             for update in updates:
+                if first and update.report is not None:
+                    self.startup.mark("first update: sampling and learning")
+                    first = False
                 # The driver's own time (runtime/phases.py): blocked on workers and learner, the
                 # rest of the flow's step, and the duties below.
                 yielded = time.perf_counter()
@@ -251,6 +260,8 @@ class Trainer:
             assert error is not None
             raise error
         self.stop_reason = self.tally.stop_reason(self.evaluation)
+        if self.stop_reason:
+            self.startup.stopping()
         return "stop" if self.stop_reason else None
 
     def _rescale(self, events: set[str]) -> None:
@@ -354,6 +365,7 @@ class Trainer:
     def run(self) -> str:
         """Train until a stop rule holds; returns the rule. Raises KeyboardInterrupt on
         Ctrl-C or SIGTERM after writing a checkpoint."""
+        self.startup.mark("process launch to run()")  # the interpreter, imports, the config
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)
         for stale in (out / "checkpoints").glob(".tmp-*"):  # a write cut off by a crash
@@ -375,10 +387,12 @@ class Trainer:
                 + (self.config.eval.num_cpus if self.config.eval.every_env_steps is not None else 0)
             )
             started_ray = cluster.connect(runtime.address, wanted, verbose=self.verbose)
+            self.startup.mark("ray start")
             self._start(metrics)
             try:
                 reason = self._train()
             except KeyboardInterrupt:
+                self.startup.stopping()
                 path = self._checkpoint()
                 metrics.message(f"interrupted; checkpoint written to {path}")
                 raise
@@ -389,13 +403,17 @@ class Trainer:
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous_sigterm)
+            self.startup.mark_end("final report and checkpoint")
             metrics.close()
             if self.pool is not None:
                 self.pool.close()
             if self.evaluator is not None:
                 ray.kill(self.evaluator)  # a round still playing is of no use now
+            self.startup.mark_end("closing workers")
             if started_ray:
                 ray.shutdown()
+                self.startup.mark_end("ray shutdown")
+            self.startup.write(out)
 
 
 def _raise_keyboard_interrupt(signum, frame):

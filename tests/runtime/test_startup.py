@@ -1,0 +1,39 @@
+"""OUT/startup.json's clock (runtime/startup.py): parts follow one another from the process's
+launch, training is what lies between the start and the stop rule, and a run that failed
+before it stopped has no finish."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from distrl.runtime.startup import StartupClock, process_launched
+
+
+def test_the_first_part_runs_from_the_process_launch_and_each_next_from_the_last_mark(tmp_path):
+    clock = StartupClock()
+    assert clock.launched <= time.time()
+    assert process_launched() == pytest.approx(clock.launched, abs=0.05)
+    clock.mark("imports")
+    time.sleep(0.05)
+    clock.mark("ray start")
+    time.sleep(0.02)
+    clock.stopping()
+    time.sleep(0.03)
+    clock.mark_end("checkpoint")
+    record = clock.record()
+    assert record["start"]["imports"] > 0  # this test process started before this line
+    assert record["start"]["ray start"] == pytest.approx(0.05, abs=0.02)
+    assert record["training_s"] == pytest.approx(0.02, abs=0.015)
+    assert record["finish"] == {"checkpoint": pytest.approx(0.03, abs=0.015)}
+    clock.write(tmp_path)
+    assert json.loads((tmp_path / "startup.json").read_text()) == record
+
+
+def test_without_a_stop_there_is_no_finish():
+    clock = StartupClock()
+    clock.mark("imports")
+    clock.mark_end("ray shutdown")  # the run failed during its start
+    assert clock.record()["finish"] == {} and clock.record()["training_s"] == 0.0
