@@ -268,10 +268,16 @@ def _run(command: list[str], timeout: float) -> tuple[float, str]:
     return wall, done.stdout
 
 
-def _rllib(case: str, *args: str, timeout: float = 3600) -> tuple[float, dict]:
-    wall, stdout = _run([sys.executable, str(HERE / "rllib_side.py"), case, *args], timeout)
+def _other_side(script: str, args: list[str], timeout: float) -> tuple[float, dict]:
+    """The other library's side (scripts/rllib_side.py, scripts/sb3_side.py): its wall time
+    and the JSON of its one ``RESULT`` line."""
+    wall, stdout = _run([sys.executable, str(HERE / script), *args], timeout)
     line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
     return wall, json.loads(line[len("RESULT ") :])
+
+
+def _rllib(case: str, *args: str, timeout: float = 3600) -> tuple[float, dict]:
+    return _other_side("rllib_side.py", [case, *args], timeout)
 
 
 def _distrl_train(args: list[str], timeout: float = 3600) -> tuple[float, list[dict]]:
@@ -365,10 +371,7 @@ def vs_rllib(cases: list[str], repeats: int, seconds: float, warmup_s: float, as
 
 
 def _sb3(settings: str, seed: int, timeout: float = 900) -> tuple[float, dict]:
-    command = [sys.executable, str(HERE / "sb3_side.py"), "--settings", settings, "--seed", str(seed)]
-    wall, stdout = _run(command, timeout)
-    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
-    return wall, json.loads(line[len("RESULT ") :])
+    return _other_side("sb3_side.py", ["--settings", settings, "--seed", str(seed)], timeout)
 
 
 # The cases of --vs-sb3: distrl's main job (`distrl train`, its defaults: PPO on CartPole-v1,
