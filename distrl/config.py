@@ -115,8 +115,9 @@ class RuntimeConfig:
     )
     learner_threads: Union[int, Literal["auto"]] = option(
         "auto",
-        "torch threads of a CPU learner; auto: every CPU of its node that the rollout workers there do not "
-        "keep busy during updates (all of them when workers wait for the update)",
+        "torch threads of a CPU learner; auto: 1 for a model without convolutions (its ops are too small to "
+        "split), else every CPU of its node that the rollout workers there do not keep busy during updates "
+        "(all of them when workers wait for the update)",
     )
     learner_precision: str = option(
         "fp32",

@@ -206,7 +206,7 @@ def sweep(
         grid = tuner.fit()
     finally:
         if started:
-            ray.shutdown()
+            cluster.stop_embedded()
     return _write_results(grid, axes, out, metric)
 
 

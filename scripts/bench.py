@@ -375,9 +375,9 @@ def _sb3(settings: str, seed: int, timeout: float = 900) -> tuple[float, dict]:
 
 
 # The cases of --vs-sb3: distrl's main job (`distrl train`, its defaults: PPO on CartPole-v1,
-# 2 workers x 4 envs x 32 steps, 20 epochs, stop at a 100-episode mean of 475) against SB3's
-# PPO at its own tuned settings (RL Zoo's) and at settings identical to distrl's
-# (scripts/sb3_side.py says what each is).
+# 1 worker x 8 envs x 32 steps sampled during each update, 20 epochs, stop at a 100-episode
+# mean of 475) against SB3's PPO at its own tuned settings (RL Zoo's) and at distrl's
+# hyperparameters (scripts/sb3_side.py says what each is).
 VS_SB3_CASES = {"sb3 at its tuned settings (zoo)": "zoo", "sb3 at distrl's settings": "distrl"}
 
 
@@ -512,22 +512,26 @@ def recorded_batch(config) -> dict:
 
 
 def learner_ceiling(config, batch: dict, updates: int) -> float:
-    """Env steps/s of the algorithm's update alone, on ``batch``, with one torch thread per
-    core and the config's learner levers (``runtime.learner_channels_last``,
-    ``runtime.learner_precision``) applied as the learner applies them: no sampling, no
-    transfer, no Ray."""
+    """Env steps/s of the algorithm's update alone, on ``batch``, with the threads a learner
+    with every core to itself takes (``runtime.learner_threads``: one per core, one for a
+    model without convolutions) and the config's learner levers
+    (``runtime.learner_channels_last``, ``runtime.learner_precision``) applied as the
+    learner applies them: no sampling, no transfer, no Ray."""
     from distrl.algos import ALGORITHMS
     from distrl.algos.interface import Progress
     from distrl.envs import make_env
     from distrl.models import build_model
-    from distrl.runtime.learner import apply_memory_format, precision
+    from distrl.runtime.learner import apply_memory_format, precision, splits_well
 
-    torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
     spec = ALGORITHMS[config.algo]
     env = make_env(config.env.id, **config.env.options)
     model = build_model(config.model, env.observation_space, env.action_space, spec.model_head)
     env.close()
+    threads = config.runtime.learner_threads
+    if threads == "auto":
+        threads = (os.cpu_count() or 1) if splits_well(model) else 1
+    torch.set_num_threads(int(threads))
     apply_memory_format(model, config.runtime)
     algorithm = spec.algorithm_class(config.algo_config, model, None)
     with precision(config.runtime, torch.device("cpu")):

@@ -12,10 +12,11 @@ it. bench.py times the whole process from launch to exit and reads one line on s
   GAE 0.8, no entropy bonus, lr 1e-3 and clip 0.2 annealed linearly to 0 over the zoo's
   budget of 100,000 steps, which is also where the run ends.
 - ``distrl``: the same, with the schedules annealed over 150,000 steps and that budget:
-  distrl's PPO "vector" preset (distrl/algos/ppo.py), i.e. identical settings to distrl's
-  default run (2 workers x 4 envs = 8 copies of 32 steps; SB3's defaults for the rest:
-  value coefficient 0.5, gradient norm 0.5, two separate 64-64 tanh networks, Adam eps 1e-5
-  as distrl's).
+  distrl's PPO "vector" preset (distrl/algos/ppo.py), i.e. the hyperparameters of distrl's
+  default run (8 copies of 32 steps; SB3's defaults for the rest: value coefficient 0.5,
+  gradient norm 0.5, no value-loss clipping, two separate 64-64 tanh networks, Adam eps
+  1e-5 as distrl's). What SB3 has no setting for: distrl's worker samples the next batch
+  while the learner updates, so each batch comes from the previous version of the policy.
 
 The check runs after each rollout (every 256 env steps), as distrl's stop rule runs after
 each update. Torch's threads are SB3's default (torch's own), as a user gets them.

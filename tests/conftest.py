@@ -121,15 +121,16 @@ def assert_clean_error(result: subprocess.CompletedProcess, code: int = 2) -> No
 
 @pytest.fixture(scope="session")
 def trained_cartpole(tmp_path_factory):
-    """The core learning run: PPO on CartPole-v1 with 2 rollout workers, seed 1, until the
-    mean return of the last 100 episodes reaches 475 (budget 150,000 env steps), trained
-    through the Python API with evaluation rounds every 10,000 steps. Shared by the tests of
-    learning (tests/test_train.py) and of what comes after training (evaluation reports,
-    Policy, export, plots): ``(Result, records)``, records being what ``on_report`` got."""
+    """The core learning run: PPO on CartPole-v1 as shipped (1 rollout worker x 8 envs,
+    sampling during updates), seed 1, until the mean return of the last 100 episodes reaches
+    475 (budget 150,000 env steps), trained through the Python API with evaluation rounds
+    every 10,000 steps. Shared by the tests of learning (tests/test_train.py) and of what
+    comes after training (evaluation reports, Policy, export, plots): ``(Result, records)``,
+    records being what ``on_report`` got."""
     import distrl
 
     records: list[dict] = []
-    # The shipped config (2 workers, stop at 475 or 150k steps) by name, with overrides in
+    # The shipped config (stop at 475 or 150k steps) by name, with overrides in
     # both forms the API takes: nested dicts and dotted keys.
     result = distrl.train(
         "ppo_cartpole",

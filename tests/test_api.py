@@ -121,10 +121,12 @@ def test_an_embedded_ray_shows_its_notices_with_verbose():
 def test_a_2x2_tune_sweep_writes_its_table_plot_and_best_config(tmp_path):
     """Four trials, each a distrl run of one learner and one worker, half a CPU each, so that
     two run side by side on this 2-core machine. Each trial stops at its first evaluation
-    round (--stop-on eval: any CartPole episode scores more than 1), long before its 20,000
-    step budget: the evaluation stop rule, end to end; the sweep ranks by eval_return_mean."""
+    round (--stop-on eval: any CartPole episode scores more than 1), long before its 200,000
+    step budget: the evaluation stop rule, end to end; the sweep ranks by eval_return_mean.
+    The budget is in steps, and the first round waits for the evaluator's process to start:
+    at the shipped config's 8,000 steps/s a 20,000-step budget ran out before it had."""
     out = tmp_path / "sweep"
-    budget = 20_000
+    budget = 200_000
     result = run_distrl(
         "tune",
         "--config",

@@ -24,9 +24,10 @@ def assert_contract(records):
     assert steps == sorted(steps)
 
 
-def test_cartpole_ppo_two_workers_reaches_475_within_150k_steps(trained_cartpole):
+def test_cartpole_ppo_reaches_475_within_150k_steps(trained_cartpole):
     """The learning test of the core issue. Budget: 150,000 env steps. The run (conftest.py)
-    is started through distrl.train, the layer under `distrl train`."""
+    is started through distrl.train, the layer under `distrl train`, on the shipped config:
+    one worker of 8 envs sampling the next batch during each update (policy lag 1)."""
     result, _ = trained_cartpole
     out = result.run_dir
     records = read_progress(out)
@@ -34,8 +35,8 @@ def test_cartpole_ppo_two_workers_reaches_475_within_150k_steps(trained_cartpole
     last = records[-1]
     assert last["episode_return_mean"] >= 475, last
     assert result.stop_reason.startswith("episode_return_mean"), result.stop_reason
-    assert last["env_steps"] <= 150_000 + 2 * 4 * 32  # at most one round past the budget
-    assert last["num_workers"] == 2 and last["num_nodes"] == 1 and last["policy_lag_mean"] == 0
+    assert last["env_steps"] <= 150_000 + 2 * 8 * 32  # at most the batch in flight past the budget
+    assert last["num_workers"] == 1 and last["num_nodes"] == 1 and 0.5 < last["policy_lag_mean"] <= 1
     assert (out / "config.yaml").is_file() and list((out / "tb").glob("events.out.tfevents.*"))
     assert list((out / "checkpoints").glob("ckpt-*/state.pt"))
 

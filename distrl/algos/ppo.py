@@ -78,7 +78,13 @@ class PPOConfig:
 # PPO paper's Atari settings (Table 5): 8 envs x 128 steps, 4 epochs of 4 minibatches,
 # clip 0.1, lr 2.5e-4 annealed. "vector": the tuned CartPole-v1 settings of rl-baselines3-zoo
 # (8 envs x 32 steps, 20 epochs on the whole batch, gamma 0.98, lambda 0.8, lr 1e-3 and clip 0.2
-# annealed, no entropy bonus), which solve CartPole in ~100k steps rather than ~400k.
+# annealed, no entropy bonus, no clipping of the value loss: SB3 clips it only when given a
+# clip_range_vf), which solve CartPole in ~100k steps rather than ~400k. A vector env steps in
+# microseconds and its small network's update is what bounds a run, so the workers sample the
+# next batch during the update (policy lag 1, which the clipped ratio on the behaviour
+# log-probabilities keeps correct), and one worker with the 8 copies keeps up with the learner
+# where a second would only add a process to start: on CartPole, 2 cores, 1.5x the env steps/s
+# of 2 synchronous workers x 4 copies at the same steps to 475 (BENCHMARKS.md, issue 33).
 PRESETS = {
     "pixels": {
         "runtime": {"envs_per_worker": 8, "fragment_length": 128},
@@ -97,7 +103,7 @@ PRESETS = {
         },
     },
     "vector": {
-        "runtime": {"envs_per_worker": 4, "fragment_length": 32},
+        "runtime": {"num_workers": 1, "envs_per_worker": 8, "fragment_length": 32},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
         "ppo": {
             "lr": 1e-3,
@@ -108,7 +114,9 @@ PRESETS = {
             "num_minibatches": 1,
             "clip_coef": 0.2,
             "clip_decay": True,
+            "clip_value_loss": False,
             "ent_coef": 0.0,
+            "async_sampling": True,
         },
     },
 }
@@ -220,8 +228,11 @@ class PPO(OptimizedAlgorithm):
         recurrent = getattr(self.model, "recurrent", False)
         if recurrent:
             n = advantages.shape[1]
+        # One minibatch is the whole batch, whose mean loss no order changes: it is used as it
+        # is, without the shuffle and the six copies that indexing it would make every epoch.
+        whole = cfg.num_minibatches == 1 and not recurrent
         for _ in range(cfg.epochs):
-            for index in minibatches(n, cfg.num_minibatches, flat["actions"].device):
+            for index in (None,) if whole else minibatches(n, cfg.num_minibatches, flat["actions"].device):
                 if recurrent:
                     params, values = unroll(self.model, batch, index)
                     columns = {
@@ -234,11 +245,11 @@ class PPO(OptimizedAlgorithm):
                     part = {key: value[:, index].flatten(0, 1) for key, value in columns.items()}
                     outputs: Optional[tuple[torch.Tensor, torch.Tensor]] = (params.flatten(0, 1), values.flatten())
                 else:
-                    part = {key: value[index] for key, value in flat.items() if key != "obs"}
+                    part = {key: value if index is None else value[index] for key, value in flat.items()}
                     outputs = None
                 loss, stats = ppo_loss(
                     self.model,
-                    None if recurrent else flat["obs"][index],
+                    part.get("obs"),
                     part["actions"],
                     part["old_logp"],
                     part["old_values"],

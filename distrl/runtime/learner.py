@@ -4,6 +4,7 @@ runs the updates its data flow feeds it, and publishes each new version of the w
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ def apply_memory_format(model: torch.nn.Module, runtime: Any) -> None:
     if runtime.learner_channels_last:
         for cnn in (module for module in model.modules() if isinstance(module, NatureCNN)):
             cnn.use_channels_last()
+
+
+def splits_well(model: torch.nn.Module) -> bool:
+    """Do the model's ops gain from several torch threads? A CNN's do; a model without
+    convolutions (an MLP, with or without a recurrent core) has ops too small to split, and
+    ``runtime.learner_threads: auto`` gives it one thread (``Learner._threads``)."""
+    return any(isinstance(module, torch.nn.Conv2d) for module in model.modules())
 
 
 def precision(runtime: Any, device: torch.device) -> contextlib.AbstractContextManager:
@@ -86,6 +94,9 @@ class Learner:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.ready = False  # until setup: also after Ray restarted this actor's process
         self.clock = CallClock()  # where this learner's time goes, update by update
+        # torch's optimizers import torch._dynamo when the first one is built (0.7 s here):
+        # imported now, while the workers start, it is off the path to the first update.
+        importlib.import_module("torch._dynamo")
 
     def setup(
         self,
@@ -105,9 +116,9 @@ class Learner:
         config = self.config
         self.parameter_server, self.side = parameter_server, side
         torch.manual_seed(config.seed)
-        threads = self._threads(busy_cpus or {})
         spec = ALGORITHMS[config.algo]
         self.model = build_model(config.model, observation_space, action_space, spec.model_head).to(self.device)
+        threads = self._threads(busy_cpus or {})
         apply_memory_format(self.model, config.runtime)
         self.algorithm = spec.algorithm_class(config.algo_config, self.model, config.stop.env_steps)
         self.version = 0
@@ -124,8 +135,14 @@ class Learner:
 
     def _threads(self, busy_cpus: dict[str, float]) -> int:
         """Ray starts an actor with one thread per CPU it reserved; a CPU learner takes what
-        ``runtime.learner_threads`` says instead."""
+        ``runtime.learner_threads`` says instead. ``auto`` gives a model without convolutions
+        one thread: its ops are too small to split (CartPole's 64-64 MLPs on 256 samples, 2
+        cores: one thread updates 1.15x as fast with the workers waiting, 1.5x with them
+        sampling beside it; BENCHMARKS.md, issue 33), where a CNN's update gains from every
+        core the workers leave it (Pong: 0.18 s per 1,000 steps on 2 threads, 0.249 on 1)."""
         wanted = self.config.runtime.learner_threads
+        if wanted == "auto" and not splits_well(self.model):
+            wanted = 1
         if wanted == "auto":
             from distrl.runtime import cluster
 

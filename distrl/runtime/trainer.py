@@ -134,7 +134,7 @@ class Trainer:
             self.next_evaluation = self.tally.counters.env_steps + config.eval.every_env_steps
         self.duties = self._duties()
         metrics.message(
-            f"distrl: {config.algo} on {config.env.id}: {pool.size} rollout workers x "
+            f"distrl: {config.algo} on {config.env.id}: {pool.size} rollout worker{'s' if pool.size != 1 else ''} x "
             f"{runtime.envs_per_worker} envs on {pool.num_nodes} node(s), learner on "
             f"{device}; output in {self.out_dir}"
         )
@@ -411,7 +411,7 @@ class Trainer:
                 ray.kill(self.evaluator)  # a round still playing is of no use now
             self.startup.mark_end("closing workers")
             if started_ray:
-                ray.shutdown()
+                cluster.stop_embedded()
                 self.startup.mark_end("ray shutdown")
             self.startup.write(out)
 

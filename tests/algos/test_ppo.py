@@ -201,3 +201,85 @@ def test_a_recurrent_models_minibatches_are_whole_env_columns():
     assert update.stats["gradient_steps"] == 6 and len(seen) == 6
     for epoch in range(3):
         assert sorted(seen[2 * epoch] + seen[2 * epoch + 1]) == [0, 1, 2, 3]
+
+
+def test_one_minibatch_updates_on_the_whole_batch_as_the_shuffled_reference_does():
+    """With num_minibatches=1 PPO steps on the batch as it is; a reference that shuffles it
+    each epoch (the order a mean loss does not see) and steps with torch's own gradient
+    clipping ends at the same weights."""
+    import copy
+
+    import gymnasium as gym
+    import numpy as np
+
+    from distrl.algos.returns import gae
+    from distrl.config import resolve
+    from distrl.models import build_model
+
+    torch.manual_seed(0)
+    config = resolve({"model": {"hidden_sizes": [16, 16]}})
+    model = build_model(config.model, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2))
+    T, B = 8, 4
+    batch = {
+        "obs": torch.randn(T, B, 3),
+        "actions": torch.randint(0, 2, (T, B)),
+        "logp": torch.full((T, B), math.log(0.5)),
+        "values": torch.randn(T, B),
+        "rewards": torch.randn(T, B),
+        "terminated": torch.rand(T, B) < 0.1,
+        "truncated": torch.zeros(T, B, dtype=torch.bool),
+        "timeout_value": torch.zeros(T, B),
+        "bootstrap_value": torch.randn(B),
+    }
+    ppo_config = PPOConfig(lr=0.01, epochs=5, num_minibatches=1, max_grad_norm=0.1, lr_schedule="constant")
+    reference = copy.deepcopy(model)
+    PPO(ppo_config, model, None).learn(batch, Progress(env_steps=0))
+
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.01, eps=ppo_config.adam_eps)
+    advantages, returns = gae(
+        batch["rewards"],
+        batch["values"],
+        batch["bootstrap_value"],
+        batch["terminated"],
+        batch["truncated"],
+        ppo_config.gamma,
+        ppo_config.gae_lambda,
+        timeout_values=batch["timeout_value"],
+    )
+    flat = [batch["obs"], batch["actions"], batch["logp"], batch["values"], advantages, returns]
+    flat = [value.flatten(0, 1) for value in flat]
+    clipped = 0
+    for _ in range(ppo_config.epochs):
+        order = torch.randperm(T * B)
+        loss, _ = ppo_loss(reference, *[value[order] for value in flat], ppo_config.clip_coef, ppo_config)
+        optimizer.zero_grad()
+        loss.backward()
+        clipped += float(nn.utils.clip_grad_norm_(reference.parameters(), ppo_config.max_grad_norm)) > 0.1
+        optimizer.step()
+    assert clipped > 0  # the clipping was exercised
+    for mine, theirs in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1e3])
+def test_clip_gradients_matches_torchs_clip_grad_norm(max_norm):
+    """The learner's gradient clipping against torch's: the same norm returned and the same
+    gradients after it, when it clips and when the norm is already below the limit (a
+    parameter without a gradient is left alone)."""
+    from distrl.algos.common import clip_gradients
+
+    torch.manual_seed(0)
+    mine = [nn.Parameter(torch.randn(shape)) for shape in [(4, 3), (3,), (2, 2), (5,)]]
+    theirs = [nn.Parameter(parameter.detach().clone()) for parameter in mine]
+    for a, b in zip(mine[:3], theirs[:3]):
+        a.grad = torch.randn_like(a)
+        b.grad = a.grad.clone()
+    norm = clip_gradients(mine, max_norm)
+    expected = nn.utils.clip_grad_norm_(theirs, max_norm)
+    torch.testing.assert_close(norm, expected)
+    for a, b in zip(mine, theirs):
+        if b.grad is None:
+            assert a.grad is None
+        else:
+            torch.testing.assert_close(a.grad, b.grad)
+    assert (float(expected) > max_norm) == (max_norm == 0.05)
