@@ -29,6 +29,7 @@ TRAIN_FLAGS = {
     "stop_on": "stop.on",
     "out": "output.dir",
     "address": "runtime.address",
+    "mode": "runtime.mode",
 }
 
 
@@ -79,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", metavar="DIR", help="output folder (default runs/ENV-ALGO-TIME)")
     train.add_argument("--address", metavar="ADDR", help="join a Ray cluster: 'auto' or HOST:PORT")
+    train.add_argument(
+        "--serial",
+        action="store_const",
+        const="serial",
+        dest="mode",
+        help="run workers, learner and flow in this one process, without Ray, to debug (runtime.mode=serial)",
+    )
     train.add_argument("--resume", metavar="DIR", help="continue from a run folder or checkpoint folder")
     train.add_argument(
         "--set", metavar="KEY=VALUE", nargs="+", action="extend", default=[], help="override any config key"

@@ -133,6 +133,12 @@ class RuntimeConfig:
     address: Optional[str] = option(
         None, "null: start an embedded local Ray; auto or HOST:PORT: join a running cluster"
     )
+    mode: str = option(
+        "ray",
+        "ray: every actor in a Ray process of its own; serial: the same actors and flow in this one process, "
+        "no Ray started, each call run when it is made (for a debugger; README, Debugging in one process)",
+        choices=("ray", "serial"),
+    )
     max_worker_restarts: int = option(100, "dead workers are replaced; the run gives up after this many replacements")
     max_learner_restarts: int = option(
         10, "a dead learner, parameter server or replay shard is restarted; the run gives up after this many restarts"
@@ -601,6 +607,12 @@ def validate(config: Config) -> None:
         )
     if runtime.num_workers != "auto":
         _positive("runtime.num_workers", runtime.num_workers)
+    if runtime.mode == "serial" and (runtime.num_workers == "auto" or runtime.address is not None):
+        raise ConfigError(
+            "runtime.mode=serial runs every actor in this one process: it has no cluster to join "
+            f"(runtime.address={runtime.address!r}) or grow with (runtime.num_workers={runtime.num_workers!r}). "
+            "Give a fixed runtime.num_workers and no address, or use runtime.mode=ray."
+        )
     _positive("runtime.envs_per_worker", runtime.envs_per_worker)
     _positive("runtime.fragment_length", runtime.fragment_length)
     _positive("runtime.max_inflight_fragments", runtime.max_inflight_fragments)

@@ -179,6 +179,11 @@ def sweep(
         raise ConfigError(
             "A sweep gives each trial a fixed share of the cluster: set runtime.num_workers to a number, not auto."
         )
+    if config.runtime.mode == "serial":
+        raise ConfigError(
+            "A sweep runs its trials as Ray tasks side by side; runtime.mode=serial is for one run in one "
+            "process (`distrl train --serial`). Drop it from the sweep's config."
+        )
     metric = metric or ("eval_return_mean" if config.eval.every_env_steps else "episode_return_mean")
 
     if cluster.starts_embedded(address):

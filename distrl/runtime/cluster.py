@@ -179,9 +179,18 @@ def stop_embedded() -> None:
     ray.shutdown()
 
 
+def _local_cpus() -> float:
+    return float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
 def alive_nodes() -> dict[str, float]:
     """``{node_id: CPUs}`` of the nodes alive now."""
     import ray
+
+    from distrl.runtime import backend
+
+    if backend.serial():
+        return {backend.LOCAL_NODE: _local_cpus()}
 
     return {node["NodeID"]: float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node["Alive"]}
 
@@ -194,6 +203,10 @@ def worker_slots(cpus_per_worker: float, free_only: bool, head_reserve: float = 
     import ray
     from ray._private import state
 
+    from distrl.runtime import backend
+
+    if backend.serial():
+        return max(1, int((_local_cpus() - head_reserve + 1e-9) // cpus_per_worker))
     free = state.available_resources_per_node() if free_only else {}
     slots = 0
     for node in ray.nodes():
@@ -213,7 +226,9 @@ def in_placement_group() -> bool:
     strategy of its own would leave the group and wait for CPUs the group already holds."""
     from ray.util import get_current_placement_group
 
-    return get_current_placement_group() is not None
+    from distrl.runtime import backend
+
+    return not backend.serial() and get_current_placement_group() is not None
 
 
 def in_bundle(index: int) -> dict:
@@ -234,7 +249,9 @@ def in_bundle(index: int) -> dict:
 
 def spread() -> dict:
     """Actor options that spread rollout workers over the nodes (none inside a placement group)."""
-    return {} if in_placement_group() else {"scheduling_strategy": "SPREAD"}
+    from distrl.runtime import backend
+
+    return {} if in_placement_group() or backend.serial() else {"scheduling_strategy": "SPREAD"}
 
 
 def on_head_node() -> dict:
@@ -245,7 +262,9 @@ def on_head_node() -> dict:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    if in_placement_group():
+    from distrl.runtime import backend
+
+    if in_placement_group() or backend.serial():
         return {}
     for node in ray.nodes():
         if node["Alive"] and "node:__internal_head__" in node["Resources"]:
@@ -258,7 +277,10 @@ def request_cpus(bundles: list[dict[str, float]]) -> None:
     adds nodes up to its max_workers). On a cluster without an autoscaler it does nothing."""
     from ray.autoscaler.sdk import request_resources
 
-    request_resources(bundles=bundles)
+    from distrl.runtime import backend
+
+    if not backend.serial():
+        request_resources(bundles=bundles)
 
 
 def withdraw_cpu_request() -> None:
@@ -266,16 +288,28 @@ def withdraw_cpu_request() -> None:
     cluster at full size after the run."""
     from ray.autoscaler.sdk import request_resources
 
-    request_resources(bundles=[])
+    from distrl.runtime import backend
+
+    if not backend.serial():
+        request_resources(bundles=[])
 
 
 def cluster_cpus() -> float:
     import ray
 
+    from distrl.runtime import backend
+
+    if backend.serial():
+        return _local_cpus()
     return float(ray.cluster_resources().get("CPU", 0.0))
 
 
 def cluster_gpus() -> float:
     import ray
+    import torch
 
+    from distrl.runtime import backend
+
+    if backend.serial():
+        return float(torch.cuda.device_count())
     return float(ray.cluster_resources().get("GPU", 0.0))

@@ -27,6 +27,7 @@ from distrl.algos import ALGORITHMS
 from distrl.envs import custom, family_of, make_env
 from distrl.models import build_model
 from distrl.policy import Policy
+from distrl.runtime import backend
 from distrl.runtime.weights import set_weights
 
 # os.nice increment: below the learner and the workers, which run at the default priority.
@@ -58,11 +59,11 @@ class Evaluator:
         from distrl.evaluate import _play
 
         started = time.monotonic()
-        latest = ray.get(parameter_server.latest.remote(-1))
+        latest = backend.get(parameter_server.latest.remote(-1))
         if latest is None:
             return {"env_steps": env_steps, "version": None}
         version, (weights_ref,) = latest
-        set_weights(self.policy.model, ray.get(weights_ref))
+        set_weights(self.policy.model, backend.get(weights_ref))
         env = make_env(self.config.env.id, seed=self.config.eval.seed, **self.env_options)
         try:
             torch.manual_seed(self.config.eval.seed)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from distrl import checkpoint
 from distrl.errors import DistrlError
+from distrl.runtime import backend
 
 
 def task_failure(error: BaseException, context: str) -> DistrlError:
@@ -55,7 +55,7 @@ def learner_died(out_dir: Path, why: str = "its process was killed or its node l
 def get_from_learner(ref: Any, out_dir: Path, context: str = "The learner's update failed") -> Any:
     """``ray.get`` of a learner call, its failures as ``DistrlError``."""
     try:
-        return ray.get(ref)
+        return backend.get(ref)
     except RayActorError:
         raise learner_died(out_dir) from None
     except RayTaskError as error:

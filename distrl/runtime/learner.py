@@ -17,6 +17,7 @@ import torch
 from distrl.algos import ALGORITHMS
 from distrl.algos.interface import Progress
 from distrl.models import NatureCNN, build_model
+from distrl.runtime import backend
 from distrl.runtime.failures import LearnerRestarted
 from distrl.runtime.phases import CallClock
 from distrl.runtime.weights import get_weights
@@ -146,7 +147,7 @@ class Learner:
         if wanted == "auto":
             from distrl.runtime import cluster
 
-            node = ray.get_runtime_context().get_node_id()
+            node = backend.node_id()
             node_cpus = cluster.alive_nodes().get(node, float(torch.get_num_threads()))
             # An embedded Ray may declare more CPUs than the machine has (a learner and two
             # workers on 2 cores declare 3): never more threads than cores.
@@ -161,11 +162,11 @@ class Learner:
         ``wait`` (set-up and restore, before any worker holds weights): return once the
         ParameterServer holds them, so that a worker set up after this gets them from it.
         During training nobody waits: the driver passes the ref on with its requests."""
-        weights_ref = ray.put(get_weights(self.model))
+        weights_ref = backend.put(get_weights(self.model))
         self.published = (self.version, weights_ref)
         done = self.parameter_server.publish.remote([weights_ref], self.version)
         if wait:
-            ray.get(done)
+            backend.get(done)
         return self.version
 
     def republish(self) -> None:

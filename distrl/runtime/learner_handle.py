@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from distrl.algos.interface import Progress
 from distrl.metrics import MetricsWriter
-from distrl.runtime import cluster
+from distrl.runtime import backend, cluster
 from distrl.runtime.failures import LearnerDied, get_from_learner, learner_died, task_failure
 from distrl.runtime.learner import Learner, UpdateReport
 from distrl.runtime.tally import Tally
@@ -57,13 +56,16 @@ class LearnerHandle:
         Ray restarts a learner whose process dies (same handle, fresh process); ``restore``
         then gives it the newest state this handle holds."""
         runtime = self.config.runtime
-        # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
-        self.actor = Learner.options(  # type: ignore[attr-defined]
-            num_cpus=runtime.num_cpus_per_learner,
-            num_gpus=gpus,
-            max_restarts=runtime.max_learner_restarts,
-            **placement,
-        ).remote(self.config)
+        self.actor = (
+            backend.actor(Learner)
+            .options(
+                num_cpus=runtime.num_cpus_per_learner,
+                num_gpus=gpus,
+                max_restarts=runtime.max_learner_restarts,
+                **placement,
+            )
+            .remote(self.config)
+        )
         return self.actor
 
     def setup(
@@ -84,13 +86,13 @@ class LearnerHandle:
         )
         if resume_state is not None:
             try:
-                ray.get(self.actor.set_state.remote(resume_state))
+                backend.get(self.actor.set_state.remote(resume_state))
             except RayTaskError as error:
                 raise task_failure(
                     error, "The checkpoint does not fit this run's model (was model.* or env changed?)"
                 ) from None
         self.take_snapshot()
-        self.latest_weights = ray.get(self.actor.newest_weights.remote())
+        self.latest_weights = backend.get(self.actor.newest_weights.remote())
         return device
 
     # ---------------------------------------------------------------- updates
@@ -162,7 +164,7 @@ class LearnerHandle:
         deadline = time.monotonic() + patience
         while True:
             try:
-                return ray.get(method.remote(*args), timeout=max(deadline - time.monotonic(), 1.0))
+                return backend.get(method.remote(*args), timeout=max(deadline - time.monotonic(), 1.0))
             except RayActorError:
                 if time.monotonic() > deadline:
                     raise
@@ -187,7 +189,7 @@ class LearnerHandle:
             if counters.learner_restarts >= limit:
                 raise gave_up
             state = dict(self.snapshot)
-            published = ray.get(self.parameter_server.get_version.remote())
+            published = backend.get(self.parameter_server.get_version.remote())
             version = max(int(state["version"]), self.version, published) + self.pool.size + 1
             state["version"], state["updates"] = version, counters.learner_updates
             self._call(self.actor.setup, *self.setup_args, state)

@@ -18,6 +18,7 @@ from distrl.algos.interface import Behaviour
 from distrl.envs import custom, frames_per_step
 from distrl.envs.vector import VectorEnv, make_vector_env
 from distrl.models import build_model
+from distrl.runtime import backend
 from distrl.runtime import fragment as schema
 from distrl.runtime.phases import CallClock
 from distrl.runtime.weights import get_weights, set_weights
@@ -101,7 +102,7 @@ class RolloutWorker:
         self.recurrent_state: Any = getattr(self.model, "initial_state", lambda k: None)(self.envs.num_envs)
         return {
             "pid": os.getpid(),
-            "node_id": ray.get_runtime_context().get_node_id(),
+            "node_id": backend.node_id(),
             "observation_space": self.observation_space,
             "action_space": self.action_space,
         }
@@ -109,7 +110,7 @@ class RolloutWorker:
     def pull_weights(self) -> bool:
         """Ask the ParameterServer for a newer version than ours (at set-up, and for callers
         outside the driver's loop); True if there was one."""
-        latest = ray.get(self.parameter_server.latest.remote(self.version))
+        latest = backend.get(self.parameter_server.latest.remote(self.version))
         if latest is None:
             return False
         version, (weights_ref,) = latest
@@ -121,7 +122,7 @@ class RolloutWorker:
             return False
         version, weights_ref = weights
         try:
-            values = ray.get(weights_ref)
+            values = backend.get(weights_ref)
         except ObjectLostError:
             # Their owner, the learner, died after publishing them: sample on with the weights
             # this worker has; a later request brings the restored learner's.

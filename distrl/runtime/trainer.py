@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from distrl import checkpoint
@@ -24,7 +23,7 @@ from distrl.checkpoint import CheckpointWriteError
 from distrl.config import Config
 from distrl.metrics import MetricsWriter
 from distrl.models import model_notes
-from distrl.runtime import cluster, phases
+from distrl.runtime import backend, cluster, phases
 from distrl.runtime.evaluator import Evaluator
 from distrl.runtime.flows import Driving, Flow, flow_for
 from distrl.runtime.learner_handle import LearnerHandle
@@ -96,11 +95,12 @@ class Trainer:
         while the workers build their environments."""
         config, runtime = self.config, self.config.runtime
         head = cluster.on_head_node()
-        # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
         # Ray restarts a dead parameter server, empty, and retries the calls made to it.
-        self.parameter_server = ParameterServer.options(  # type: ignore[attr-defined]
-            max_restarts=runtime.max_learner_restarts, max_task_retries=-1, **head
-        ).remote()
+        self.parameter_server = (
+            backend.actor(ParameterServer)
+            .options(max_restarts=runtime.max_learner_restarts, max_task_retries=-1, **head)
+            .remote()
+        )
         flow = self.flow = flow_for(config, ALGORITHMS[config.algo])
         learner_gpus = LearnerHandle.gpus(config)
         pool = self.pool = WorkerPool(
@@ -125,12 +125,13 @@ class Trainer:
         self.startup.mark("learner: model and first weights")
         self.incarnations = self._incarnations()
         if config.eval.every_env_steps is not None:
-            # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
             # In a Tune trial, an evaluator that reserves CPUs has the group's last bundle.
             placed = cluster.in_bundle(-1) if config.eval.num_cpus and cluster.in_placement_group() else {}
-            self.evaluator = Evaluator.options(  # type: ignore[attr-defined]
-                num_cpus=config.eval.num_cpus, max_restarts=-1, **placed
-            ).remote(config)
+            self.evaluator = (
+                backend.actor(Evaluator)
+                .options(num_cpus=config.eval.num_cpus, max_restarts=-1, **placed)
+                .remote(config)
+            )
             self.next_evaluation = self.tally.counters.env_steps + config.eval.every_env_steps
         self.duties = self._duties()
         metrics.message(
@@ -228,12 +229,12 @@ class Trainer:
         delays the next, rather than queueing rounds of stale weights behind it)."""
         result = None
         if self.evaluation_ref is not None:
-            ready, _ = ray.wait([self.evaluation_ref], timeout=0)
+            ready, _ = backend.wait([self.evaluation_ref], timeout=0)
             if not ready:
                 return None
             ref, self.evaluation_ref = self.evaluation_ref, None
             try:
-                result = ray.get(ref)
+                result = backend.get(ref)
             except (RayActorError, RayTaskError) as error:
                 self._message(
                     f"an evaluation round failed ({str(error).strip().splitlines()[-1][:200]}); "
@@ -330,7 +331,7 @@ class Trainer:
         actors = {"parameter_server": [self.parameter_server], **self.flow.restartable_actors()}
         for kind in actors:
             restart_counter(kind)  # a kind without a counter fails at the start, not at its first restart
-        return {kind: ray.get([actor.incarnation.remote() for actor in group]) for kind, group in actors.items()}
+        return {kind: backend.get([actor.incarnation.remote() for actor in group]) for kind, group in actors.items()}
 
     def _check_actors(self) -> None:
         """Count the restarts Ray made of the parameter server and the flow's actors since the
@@ -386,8 +387,11 @@ class Trainer:
                 + (0 if runtime.num_workers == "auto" else runtime.num_workers * runtime.num_cpus_per_worker)
                 + (self.config.eval.num_cpus if self.config.eval.every_env_steps is not None else 0)
             )
-            started_ray = cluster.connect(runtime.address, wanted, verbose=self.verbose)
-            self.startup.mark("ray start")
+            serial = runtime.mode == "serial"
+            backend.use_serial(serial)  # serial: the actors are plain objects in this process
+            if not serial:
+                started_ray = cluster.connect(runtime.address, wanted, verbose=self.verbose)
+                self.startup.mark("ray start")
             self._start(metrics)
             try:
                 reason = self._train()
@@ -408,11 +412,12 @@ class Trainer:
             if self.pool is not None:
                 self.pool.close()
             if self.evaluator is not None:
-                ray.kill(self.evaluator)  # a round still playing is of no use now
+                backend.kill(self.evaluator)  # a round still playing is of no use now
             self.startup.mark_end("closing workers")
             if started_ray:
                 cluster.stop_embedded()
                 self.startup.mark_end("ray shutdown")
+            backend.use_serial(False)
             self.startup.write(out)
 
 

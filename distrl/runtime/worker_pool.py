@@ -8,12 +8,11 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from distrl.errors import DistrlError, EnvContractError
 from distrl.metrics import MetricsWriter
-from distrl.runtime import cluster
+from distrl.runtime import backend, cluster
 from distrl.runtime.failures import first_line, task_failure
 from distrl.runtime.rollout_worker import Request, RolloutWorker, WorkerTask
 from distrl.runtime.tally import Tally
@@ -109,10 +108,11 @@ class WorkerPool:
         # A new seed for every worker ever created, so a replacement does not replay its
         # predecessor's episodes.
         seed = self.config.seed * 1_000_003 + 10_007 * worker_id + self.seed_offset
-        # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
-        self.workers[worker_id] = RolloutWorker.options(  # type: ignore[attr-defined]
-            num_cpus=self.runtime.num_cpus_per_worker, **cluster.spread()
-        ).remote(worker_id, self.config, self.parameter_server, seed, self.task)
+        self.workers[worker_id] = (
+            backend.actor(RolloutWorker)
+            .options(num_cpus=self.runtime.num_cpus_per_worker, **cluster.spread())
+            .remote(worker_id, self.config, self.parameter_server, seed, self.task)
+        )
         return worker_id
 
     def _setup(self, worker_ids: list[int], patience_s: Optional[float] = None, need_one: bool = False) -> list[dict]:
@@ -125,7 +125,7 @@ class WorkerPool:
         while True:
             left = None if patience_s is None else patience_s - waited
             step = 30.0 if left is None or left <= 0 else max(0.1, min(30.0, left))
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=step)
+            ready, _ = backend.wait(refs, num_returns=len(refs), timeout=step)
             waited += step
             if len(ready) == len(refs):
                 break
@@ -139,7 +139,7 @@ class WorkerPool:
         infos = []
         for worker_id, ref in zip(worker_ids, refs):
             try:
-                info = ray.get(ref, timeout=0) if ref in ready else None
+                info = backend.get(ref, timeout=0) if ref in ready else None
             except RayTaskError as error:
                 raise task_failure(error, f"A rollout worker could not build {self.config.env.id!r}") from None
             except RayActorError:
@@ -189,7 +189,7 @@ class WorkerPool:
         many of its requests fail with it)."""
         worker_id, worker, fragment_ref = self.inflight.pop(summary_ref)
         try:
-            summary = ray.get(summary_ref)
+            summary = backend.get(summary_ref)
         except (RayActorError, RayTaskError) as error:
             if isinstance(error, RayTaskError) and isinstance(error.cause, EnvContractError):
                 raise error.cause from None  # every episode would break it again: no replacement helps
@@ -207,7 +207,7 @@ class WorkerPool:
         self.worker_nodes.pop(worker_id, None)
         if handle is not None:
             try:
-                ray.kill(handle, no_restart=True)
+                backend.kill(handle, no_restart=True)
             except Exception:
                 pass  # already gone
 
@@ -298,7 +298,7 @@ class WorkerPool:
         request, so the cluster can shrink back after the run."""
         closing = [worker.close.remote() for worker in self.workers.values()]
         try:
-            ray.wait(closing, num_returns=len(closing), timeout=timeout_s)
+            backend.wait(closing, num_returns=len(closing), timeout=timeout_s)
         except Exception:
             pass  # a worker that is gone has nothing left to close
         if self.asked_autoscaler:

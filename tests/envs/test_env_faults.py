@@ -123,14 +123,16 @@ def test_a_run_goes_on_through_env_failures(flaky, tmp_path):
 
 
 @pytest.mark.slow
-def test_episode_metrics_that_break_the_convention_stop_the_run_at_once(flaky, tmp_path):
+@pytest.mark.parametrize("mode", ["ray", "serial"])
+def test_episode_metrics_that_break_the_convention_stop_the_run_at_once(flaky, tmp_path, mode):
     """Every episode would send them again: one paragraph and exit 2 at the first, not five
-    worker replacements first."""
+    worker replacements first; the same in one process (serial mode), where the worker's
+    exception reaches the driver as it does from Ray."""
     out = tmp_path / "run"
     result = run_distrl(
         "train", "--num-workers", "2", "--stop-env-steps", "100000", "--out", str(out),
         "--set", "env.id=Flaky-v0", "env.entry_point=flakyenvs:make", "env.options.fail_at=[]",
-        "env.options.metrics.score=high",
+        "env.options.metrics.score=high", f"runtime.mode={mode}",
     )  # fmt: skip
     assert_clean_error(result, 2)
     assert "episode metric 'score' as a str ('high')" in result.stderr, result.stderr

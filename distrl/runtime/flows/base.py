@@ -14,6 +14,7 @@ from typing import Any, Callable, Generator, Optional
 import ray
 
 from distrl.algos.interface import AlgorithmSpec, FlowSettings
+from distrl.runtime import backend
 from distrl.runtime.learner import LearnerSide, UpdateReport
 from distrl.runtime.learner_handle import LearnerHandle
 from distrl.runtime.rollout_worker import WorkerTask
@@ -27,13 +28,13 @@ def fetch_surviving(refs: list[ray.ObjectRef]) -> tuple[list[Any], int]:
     from ray.exceptions import ObjectLostError
 
     try:
-        return ray.get(refs), 0
+        return backend.get(refs), 0
     except ObjectLostError:
         pass
     found = []
     for ref in refs:
         try:
-            found.append(ray.get(ref))
+            found.append(backend.get(ref))
         except ObjectLostError:
             pass
     return found, len(refs) - len(found)
@@ -72,7 +73,7 @@ class Driving:
         """The first of ``refs`` to be ready (a worker's summary, an update's report); the
         time blocked is the driver's ``wait`` phase (runtime/phases.py)."""
         start = time.perf_counter()
-        ready, _ = ray.wait(refs, num_returns=1)
+        ready, _ = backend.wait(refs, num_returns=1)
         self.waited += time.perf_counter() - start
         return ready[0]
 

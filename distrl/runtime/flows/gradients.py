@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Generator, cast
 
-import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from distrl.algos.interface import GradientAlgorithm, Progress
+from distrl.runtime import backend
 from distrl.runtime.failures import LearnerRestarted
 from distrl.runtime.flows.base import Driving, Flow, Update
 from distrl.runtime.fragment import collate
@@ -44,7 +44,7 @@ class PushGradients:
         pushed = time.perf_counter()
         summary["phases"]["gradient"] = pushed - began
         try:
-            report = ray.get(
+            report = backend.get(
                 self.learner.update.remote((gradients, worker.version), Progress(env_steps=request.env_steps))
             )
             summary["phases"]["learner_wait"] = time.perf_counter() - pushed

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Generator
 
 import numpy as np
-import ray
 import torch
 
 from distrl.algos.interface import AlgorithmSpec, Progress, ReplaySettings
 from distrl.envs import frame_stack_of
-from distrl.runtime import cluster
+from distrl.runtime import backend, cluster
 from distrl.runtime.flows.base import Driving, Flow, Update
 from distrl.runtime.fragment import replay_columns
 from distrl.runtime.learner import Learner, LearnerSide, UpdateReport
@@ -53,7 +52,7 @@ class WriteToReplay:
     def run(self, worker: RolloutWorker, request: Request) -> dict[str, Any]:
         fragment, summary = worker.rollout(request)
         began = time.perf_counter()
-        ray.get(self.pending)
+        backend.get(self.pending)
         stored = replay_columns(fragment, self.frame_stack)
         K = fragment["rewards"].shape[1]
         streams = [worker.worker_id * K + k for k in range(K)]
@@ -98,7 +97,7 @@ class LearnFromReplay:
         pending = self._request(min(BATCHES_PER_FETCH, remaining), beta)
         while remaining > 0:
             before_sample = clock()
-            chunks = ray.get(pending)
+            chunks = backend.get(pending)
             phases["replay_sample"] += clock() - before_sample
             count = min(BATCHES_PER_FETCH, remaining)
             remaining -= count
@@ -158,11 +157,12 @@ class ReplayFlow(Flow):
         settings = self.settings
         streams = num_workers * self.config.runtime.envs_per_worker
         self.shards = [
-            # @ray.remote made the class an ActorClass, but mypy ignores class decorators.
             # A shard whose process dies is restarted empty and calls to it are retried there.
-            ReplayBuffer.options(  # type: ignore[attr-defined]
+            backend.actor(ReplayBuffer)
+            .options(
                 max_restarts=self.config.runtime.max_learner_restarts, max_task_retries=-1, **cluster.on_head_node()
-            ).remote(
+            )
+            .remote(
                 settings.capacity // settings.shards,
                 len(range(index, streams, settings.shards)),
                 self.frame_stack,
