@@ -109,6 +109,48 @@ def captured_stderr() -> Iterator[list[str]]:
                 sys.stderr.write(text)
 
 
+# Head-node processes Ray starts that an embedded run never uses: the API server (the
+# dashboard's and the job and state APIs' backend, started even with include_dashboard=False)
+# and the autoscaler's monitor. ray.init waits for the first to be up before it starts the
+# raylet (0.8-1.9 s here, 2 cores) and Ray's shutdown waits a second for the second to die.
+_UNUSED_HEAD_PROCESSES = ("start_api_server", "start_monitor")
+
+
+@contextlib.contextmanager
+def without_unused_head_processes() -> Iterator[bool]:
+    """While an embedded Ray starts, its node skips the API server and the monitor (yields
+    True). ``ray.init`` has no option for either, so this replaces the two methods of Ray's
+    ``Node`` that start them, for the length of the call; where a Ray version has no such
+    methods it changes nothing (yields False) and the node starts as Ray starts it.
+    Measured: ``ray.init`` 2.06-2.10 s against 2.55-3.57 (BENCHMARKS.md, issue 33). What is
+    lost: ``ray list``, ``ray job`` and the dashboard on a run's own embedded Ray; a Ray
+    started with ``ray start --head`` (and ``--address``) has them all."""
+    try:
+        from ray._private.node import Node
+    except ImportError:  # pragma: no cover - another Ray layout
+        yield False
+        return
+    saved = {name: Node.__dict__.get(name) for name in _UNUSED_HEAD_PROCESSES}
+    if any(method is None for method in saved.values()):
+        yield False
+        return
+
+    def no_api_server(self: Any, *args: Any, **kwargs: Any) -> None:
+        self._webui_url = None  # what Ray records when its API server fails to start
+
+    def no_monitor(self: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    replacements = {"start_api_server": no_api_server, "start_monitor": no_monitor}
+    for name, replacement in replacements.items():
+        setattr(Node, name, replacement)
+    try:
+        yield True
+    finally:
+        for name, method in saved.items():
+            setattr(Node, name, method)
+
+
 def connect(address: Optional[str], num_cpus: float, verbose: bool = False) -> bool:
     """Join the cluster at ``address`` (or RAY_ADDRESS), or start an embedded Ray declaring
     at least ``num_cpus`` CPUs. Returns True when this process started Ray (and must stop it).
@@ -158,7 +200,8 @@ def connect(address: Optional[str], num_cpus: float, verbose: bool = False) -> b
     # "local": a new embedded instance, even when a `ray start` cluster runs on this machine.
     if not verbose:
         common["logging_level"] = "ERROR"
-    ray.init(address="local", num_cpus=max(machine_cpus, int(num_cpus + 0.999)), include_dashboard=False, **common)
+    with without_unused_head_processes():
+        ray.init(address="local", num_cpus=max(machine_cpus, int(num_cpus + 0.999)), include_dashboard=False, **common)
     return True
 
 
@@ -166,7 +209,8 @@ def stop_embedded() -> None:
     """Stop the embedded Ray this process started. Ray's own shutdown sends each of its
     processes SIGTERM and gives it a second before SIGKILL; its autoscaler monitor, which an
     embedded single-machine Ray never uses, always takes that whole second (1.0 of the
-    1.3 s ``ray.shutdown`` took here, BENCHMARKS.md, issue 33). Ended first, it is one
+    1.3 s ``ray.shutdown`` took here, BENCHMARKS.md, issue 33). ``connect`` starts none
+    where it can (``without_unused_head_processes``); where one runs it is ended first, one
     second less for every run, and the rest of the shutdown stays Ray's graceful one."""
     import ray
     from ray._private import ray_constants, worker

@@ -37,3 +37,37 @@ def test_without_a_stop_there_is_no_finish():
     clock.mark("imports")
     clock.mark_end("ray shutdown")  # the run failed during its start
     assert clock.record()["finish"] == {} and clock.record()["training_s"] == 0.0
+
+
+EMBEDDED = """
+import json, psutil, ray
+from ray._private import worker
+from ray._private.node import Node
+from distrl.runtime import cluster
+
+before = (Node.start_api_server, Node.start_monitor)
+assert cluster.connect(None, 1)
+kinds = sorted(worker._global_node.all_processes)
+answer = ray.get(ray.remote(lambda: 41).remote()) + 1
+restored = (Node.start_api_server, Node.start_monitor) == before
+children = [p.pid for p in psutil.Process().children(recursive=True)]
+cluster.stop_embedded()
+left = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+print(json.dumps({"kinds": kinds, "answer": answer, "restored": restored, "left": left}))
+"""
+
+
+def test_an_embedded_ray_starts_without_the_head_processes_it_never_uses(tmp_path):
+    """Ray's API server and autoscaler monitor are not started for a run's own Ray (ray.init
+    waited for the first, its shutdown a second for the second); the node runs tasks, Ray's
+    own methods are back in place afterwards, and the shutdown leaves no process behind."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", EMBEDDED], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert facts["kinds"] == ["gcs_server", "log_monitor", "raylet"], facts
+    assert facts["answer"] == 42 and facts["restored"] and facts["left"] == [], facts
