@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
-import cv2
 import gymnasium as gym
 import numpy as np
 
@@ -157,6 +156,11 @@ class ResizeFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         gym.ObservationWrapper.__init__(self, env)
         self.size = size
         self.to_gray = to_gray
+        # Imported here: OpenCV takes 0.11 s to import, which every process that makes any
+        # env (the driver, each worker) paid at start-up, pixel games or not.
+        import cv2
+
+        self.cv2 = cv2
         self.interpolation = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}[interpolation]
         shape = env.observation_space.shape
         assert shape is not None  # None only for composite (Dict, Tuple) spaces
@@ -166,6 +170,7 @@ class ResizeFrame(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         self.observation_space = gym.spaces.Box(0, 255, out_shape, np.uint8)
 
     def observation(self, frame: np.ndarray) -> np.ndarray:
+        cv2 = self.cv2
         if frame.ndim == 3 and frame.shape[0] == 1:  # one channel, first
             frame = frame[0]
         elif frame.ndim == 3 and frame.shape[-1] == 3:
