@@ -97,9 +97,6 @@ class LocalMethod:
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         return self.handle._call(self.name, args, kwargs)
 
-    def options(self, **_: Any) -> "LocalMethod":
-        return self
-
 
 class LocalActor:
     """An actor handle whose calls run at once, in this process."""

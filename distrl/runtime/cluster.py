@@ -109,13 +109,6 @@ def captured_stderr() -> Iterator[list[str]]:
                 sys.stderr.write(text)
 
 
-# Head-node processes Ray starts that an embedded run never uses: the API server (the
-# dashboard's and the job and state APIs' backend, started even with include_dashboard=False)
-# and the autoscaler's monitor. ray.init waits for the first to be up before it starts the
-# raylet (0.8-1.9 s here, 2 cores) and Ray's shutdown waits a second for the second to die.
-_UNUSED_HEAD_PROCESSES = ("start_api_server", "start_monitor")
-
-
 @contextlib.contextmanager
 def without_unused_head_processes() -> Iterator[bool]:
     """While an embedded Ray starts, its node skips the API server and the monitor (yields
@@ -130,18 +123,21 @@ def without_unused_head_processes() -> Iterator[bool]:
     except ImportError:  # pragma: no cover - another Ray layout
         yield False
         return
-    saved = {name: Node.__dict__.get(name) for name in _UNUSED_HEAD_PROCESSES}
-    if any(method is None for method in saved.values()):
-        yield False
-        return
 
     def no_api_server(self: Any, *args: Any, **kwargs: Any) -> None:
+        """The API server: the dashboard's and the job and state APIs' backend, started even
+        with include_dashboard=False; ray.init waits for it before it starts the raylet."""
         self._webui_url = None  # what Ray records when its API server fails to start
 
     def no_monitor(self: Any, *args: Any, **kwargs: Any) -> None:
-        pass
+        """The autoscaler's monitor: a single embedded node has nothing to scale, and Ray's
+        shutdown waits a second for it to die."""
 
     replacements = {"start_api_server": no_api_server, "start_monitor": no_monitor}
+    saved = {name: Node.__dict__.get(name) for name in replacements}
+    if any(method is None for method in saved.values()):
+        yield False
+        return
     for name, replacement in replacements.items():
         setattr(Node, name, replacement)
     try:
@@ -223,8 +219,9 @@ def stop_embedded() -> None:
     ray.shutdown()
 
 
-def _local_cpus() -> float:
-    return float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+def local_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    return int(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def alive_nodes() -> dict[str, float]:
@@ -234,7 +231,7 @@ def alive_nodes() -> dict[str, float]:
     from distrl.runtime import backend
 
     if backend.serial():
-        return {backend.LOCAL_NODE: _local_cpus()}
+        return {backend.LOCAL_NODE: float(local_cores())}
 
     return {node["NodeID"]: float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node["Alive"]}
 
@@ -250,7 +247,7 @@ def worker_slots(cpus_per_worker: float, free_only: bool, head_reserve: float = 
     from distrl.runtime import backend
 
     if backend.serial():
-        return max(1, int((_local_cpus() - head_reserve + 1e-9) // cpus_per_worker))
+        return max(1, int((local_cores() - head_reserve + 1e-9) // cpus_per_worker))
     free = state.available_resources_per_node() if free_only else {}
     slots = 0
     for node in ray.nodes():
@@ -344,7 +341,7 @@ def cluster_cpus() -> float:
     from distrl.runtime import backend
 
     if backend.serial():
-        return _local_cpus()
+        return float(local_cores())
     return float(ray.cluster_resources().get("CPU", 0.0))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
@@ -151,8 +150,7 @@ class Learner:
             node_cpus = cluster.alive_nodes().get(node, float(torch.get_num_threads()))
             # An embedded Ray may declare more CPUs than the machine has (a learner and two
             # workers on 2 cores declare 3): never more threads than cores.
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            wanted = max(1, min(cores, int(node_cpus - busy_cpus.get(node, 0.0) + 1e-9)))
+            wanted = max(1, min(cluster.local_cores(), int(node_cpus - busy_cpus.get(node, 0.0) + 1e-9)))
         if self.device.type == "cpu":
             torch.set_num_threads(int(wanted))
         return torch.get_num_threads()
