@@ -65,8 +65,12 @@ PRESETS = {
         "impala": {"anneal_env_steps": 50_000_000, "reward_clip": 1.0},
     },
     # Tuned here on CartPole-v1 with 2 workers: Adam, 16-step fragments, lr 1e-3 annealed over
-    # the budget (93k-197k steps over 8 seeds). With lr 2e-3 it was faster when it worked but
-    # climbed to ~400 and collapsed in 3 of 12 runs, staying under 475 at 400k steps.
+    # the budget. With lr 2e-3 it was faster when it worked but climbed to ~400 and collapsed in
+    # 3 of 12 runs, staying under 475 at 400k steps. Rewards scaled by 0.1 for the loss: with
+    # raw returns (up to 100) the value loss swamped the clipped gradient norm (norms 10-35
+    # against a clip of 0.5), and about 1 run in 10 stalled between 250 and 450 with its
+    # entropy stuck near 0.55; scaled, 12 of 12 seeds reached 475 in 99k-119k steps, against
+    # 94k-174k and a stall in 10 unscaled (BENCHMARKS.md, 2026-12-06, issue 33).
     "vector": {
         "runtime": {"envs_per_worker": 4, "fragment_length": 16},
         "model": {"kind": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
@@ -78,6 +82,7 @@ PRESETS = {
             "ent_coef": 0.0,
             "max_grad_norm": 0.5,
             "gamma": 0.99,
+            "reward_scale": 0.1,
         },
     },
 }
