@@ -109,9 +109,15 @@ class RuntimeConfig:
     fragment_length: int = option(32, "steps per env copy in one fragment")
     max_inflight_fragments: int = option(2, "backpressure: sampled fragments a worker may have waiting for the learner")
     num_cpus_per_worker: float = option(1.0, "CPUs Ray reserves for each rollout worker")
-    num_cpus_per_learner: float = option(1.0, "CPUs Ray reserves for the learner")
+    num_cpus_per_learner: float = option(1.0, "CPUs Ray reserves for each learner")
     num_gpus_per_learner: Union[float, Literal["auto"]] = option(
-        "auto", "GPUs for the learner; auto: one when the cluster has one, else the learner runs on CPU"
+        "auto", "GPUs for each learner; auto: one when the cluster has one, else the learners run on CPU"
+    )
+    num_learners: int = option(
+        1,
+        "data-parallel learners: each computes the loss on its share of every gradient step and they sum "
+        "their gradients (torch.distributed: gloo on CPU, NCCL on GPU), so their weights stay equal; one per "
+        "GPU where there are GPUs, else spread over the nodes (docs/design.md, Data-parallel learners)",
     )
     learner_threads: Union[int, Literal["auto"]] = option(
         "auto",
@@ -618,6 +624,16 @@ def validate(config: Config) -> None:
     _positive("runtime.max_inflight_fragments", runtime.max_inflight_fragments)
     _positive("runtime.num_cpus_per_worker", runtime.num_cpus_per_worker, allow_zero=True)
     _positive("runtime.num_cpus_per_learner", runtime.num_cpus_per_learner, allow_zero=True)
+    _positive("runtime.num_learners", runtime.num_learners)
+    if runtime.num_learners > 1:
+        single = ALGORITHMS[config.algo].single_learner
+        if single:
+            raise ConfigError(f"runtime.num_learners={runtime.num_learners}: {config.algo} runs one learner: {single}.")
+        if runtime.mode == "serial":
+            raise ConfigError(
+                f"runtime.mode=serial runs every actor in this one process, with one learner; "
+                f"runtime.num_learners={runtime.num_learners} needs runtime.mode=ray."
+            )
     if runtime.num_gpus_per_learner != "auto":
         _positive("runtime.num_gpus_per_learner", runtime.num_gpus_per_learner, allow_zero=True)
     if runtime.learner_threads != "auto":

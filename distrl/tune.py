@@ -184,6 +184,12 @@ def sweep(
             "A sweep runs its trials as Ray tasks side by side; runtime.mode=serial is for one run in one "
             "process (`distrl train --serial`). Drop it from the sweep's config."
         )
+    if config.runtime.num_learners > 1:
+        raise ConfigError(
+            "A sweep places each trial's actors in a placement group of one learner bundle; "
+            f"runtime.num_learners={config.runtime.num_learners} is for single runs (`distrl train`). "
+            "Drop it from the sweep's config."
+        )
     metric = metric or ("eval_return_mean" if config.eval.every_env_steps else "episode_return_mean")
 
     if cluster.starts_embedded(address):

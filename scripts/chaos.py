@@ -3,7 +3,8 @@
 
 Starts ``distrl train`` as a user would and, for ``--duration`` seconds, SIGKILLs a random
 rollout worker every ``--every`` seconds (``kill -9``, as the OOM killer does); with
-``--kill-learner-at S`` it also kills the learner once, S seconds in. Then it lets the run
+``--kill-learner-at S`` it also kills the learner once, S seconds in (with
+``--set runtime.num_learners=N``, one of them, at random). Then it lets the run
 finish and checks, over every report in progress.jsonl:
 
   accounting   every env step counted was learned from, lost in a dead learner's update or
@@ -140,11 +141,16 @@ def main() -> int:
         while run.poll() is None and time.monotonic() - started < args.duration:
             now = time.monotonic()
             if learner_due is not None and now >= learner_due:
+                # With runtime.num_learners > 1, any one of them: the others lose their group too.
                 victims = ray_processes(run.pid, "ray::Learner")
                 if victims:
-                    psutil.Process(victims[0]).send_signal(signal.SIGKILL)
+                    victim = rng.choice(victims)
+                    psutil.Process(victim).send_signal(signal.SIGKILL)
                     learner_kills += 1
-                    print(f"chaos: killed the learner (pid {victims[0]}) at {now - started:.0f} s", flush=True)
+                    print(
+                        f"chaos: killed a learner (pid {victim}, one of {len(victims)}) at {now - started:.0f} s",
+                        flush=True,
+                    )
                 learner_due = None
             if now >= next_kill:
                 victims = ray_processes(run.pid, "ray::RolloutWorker")

@@ -44,6 +44,14 @@ def run_distrl(
     )
 
 
+def final_weights(out_dir: Path) -> dict:
+    """The model weights of a run's newest checkpoint."""
+    import torch
+
+    newest = sorted((Path(out_dir) / "checkpoints").glob("ckpt-*"))[-1]
+    return torch.load(newest / "state.pt", map_location="cpu", weights_only=True)["model"]
+
+
 def read_progress(out_dir: Path) -> list[dict]:
     path = Path(out_dir) / "progress.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -182,6 +182,33 @@ def test_workers_follow_nodes_that_join_and_leave(cluster, tmp_path):
     assert "cluster grew" in output and "left with its node" in output and "Traceback" not in output
 
 
+def test_two_learners_go_one_to_a_node_and_sum_their_gradients_across_them(cluster, tmp_path):
+    """runtime.num_learners=2 on a head (3 CPUs) and a 2-CPU node: the first learner on the
+    head, the second on the other node, their gloo group over loopback between the nodes;
+    the run ends at its stop rule and its learners agree at the checkpoint."""
+    local_cluster.add_node(cluster["address"], cpus=2)
+    out = tmp_path / "run"
+    result = run_distrl(
+        "train",
+        "--address",
+        cluster["address"],
+        "--num-workers",
+        "2",
+        "--stop-env-steps",
+        "6000",
+        "--out",
+        str(out),
+        "--set",
+        "runtime.num_learners=2",
+        env=client_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 learners on 2 node(s)" in result.stdout + result.stderr
+    last = read_progress(out)[-1]
+    assert last["env_steps"] >= 6000 and last["learner_updates"] > 0
+
+
 def test_wrong_token_and_unreachable_address_get_one_clear_message(cluster, tmp_path):
     bad_token = tmp_path / "not-the-token"
     bad_token.write_text("0" * 32)

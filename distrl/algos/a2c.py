@@ -16,8 +16,9 @@ from typing import Any, Optional
 
 import torch
 
-from distrl.algos.common import OptimizedAlgorithm, clip_rewards, normalize, unroll_with_bootstrap
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards, unroll_with_bootstrap
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
+from distrl.algos.parallel import Shard, normalize
 from distrl.algos.returns import gae
 from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
@@ -84,9 +85,10 @@ PRESETS = {
 
 
 def actor_critic_loss(
-    model: ActorCritic, batch: dict[str, torch.Tensor], config: Any
+    model: ActorCritic, batch: dict[str, torch.Tensor], config: Any, shard: Optional[Shard] = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The A2C/A3C loss on a time-major batch ``[T, B]`` of one or more fragments."""
+    """The A2C/A3C loss on a time-major batch ``[T, B]`` of one or more fragments (with
+    ``shard``: on this learner's columns of it, advantages normalised over all learners')."""
     rewards = clip_rewards(batch["rewards"], config.reward_clip, config.reward_scale)
     params, values, bootstrap = unroll_with_bootstrap(model, batch)
     with torch.no_grad():
@@ -101,7 +103,7 @@ def actor_critic_loss(
             timeout_values=batch["timeout_value"],
         )
         if config.normalize_advantages:
-            advantages = normalize(advantages)
+            advantages = normalize(advantages, shard)
     logp = model.log_prob(params, batch["actions"]).flatten()
     policy_entropy = model.entropy(params)
     policy_loss = -(advantages.flatten() * logp).mean()
@@ -114,8 +116,9 @@ def actor_critic_loss(
 class A2C(OptimizedAlgorithm):
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         lr = self.scheduled_lr(progress.env_steps)
-        loss, stats = actor_critic_loss(self.model, batch, self.config)
-        grad_norm = self.gradient_step(loss)
+        batch, share = self.shard.columns(batch)
+        loss, stats = actor_critic_loss(self.model, batch, self.config, self.shard)
+        grad_norm = self.gradient_step(loss, weight=share)
         return Update({**{k: float(v) for k, v in stats.items()}, "grad_norm": grad_norm, "learning_rate": lr})
 
 

@@ -95,4 +95,8 @@ SPEC = AlgorithmSpec(
     flow=lambda config: GradientSettings(),
     paper="Mnih et al. 2016, Asynchronous Methods for Deep Reinforcement Learning",
     presets=PRESETS,
+    single_learner=(
+        "A3C's learner applies each worker's gradient the moment it arrives, one worker at a time: there is "
+        "no batch for several learners to share. Use a2c (the synchronous variant) for data-parallel learners"
+    ),
 )

@@ -9,12 +9,14 @@ several epochs of minibatches per batch of fragments.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
-from distrl.algos.common import OptimizedAlgorithm, clipped_surrogate, minibatches, normalize, unroll
+from distrl.algos.common import OptimizedAlgorithm, clipped_surrogate, minibatches, unroll
 from distrl.algos.impala import IMPALAConfig, vtrace_targets
 from distrl.algos.interface import AlgorithmSpec, Progress, StreamingSettings, Update
+from distrl.algos.parallel import Shard, normalize
 from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
 
@@ -52,15 +54,17 @@ def appo_loss(
     targets: dict[str, torch.Tensor],
     columns: torch.Tensor,
     config: APPOConfig,
+    shard: Optional[Shard] = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss on the minibatch of fragment ``columns`` (module docstring), against V-trace
-    targets computed once for the whole batch."""
+    targets computed once for the whole batch. ``shard``: the columns are this learner's share
+    of a minibatch, whose advantages are normalised over all the learners' shares together."""
     params, values = unroll(model, batch, columns)
     values = values.flatten()
     logp = model.log_prob(params, batch["actions"][:, columns]).flatten()
     advantages = targets["pg_advantages"][:, columns].flatten()
     if config.normalize_advantages:
-        advantages = normalize(advantages)
+        advantages = normalize(advantages, shard)
     ratio = (logp - batch["logp"][:, columns].flatten()).exp()
     policy_loss = clipped_surrogate(ratio, advantages, config.clip_coef)
     value_loss = 0.5 * ((targets["vs"][:, columns].flatten() - values) ** 2).mean()
@@ -89,8 +93,11 @@ class APPO(OptimizedAlgorithm):
         for _ in range(cfg.epochs):
             # Minibatches of whole columns keep each step's time context; every column is used.
             for cols in minibatches(B, cfg.num_minibatches, batch["rewards"].device):
-                loss, stats = appo_loss(self.model, batch, targets, cols, cfg)
-                stats["grad_norm"] = torch.tensor(self.gradient_step(loss))
+                # With several learners each takes its share of the minibatch (algos/parallel.py).
+                mine, share = self.shard.take(len(cols))
+                cols = cols if self.shard.alone else cols[mine]
+                loss, stats = appo_loss(self.model, batch, targets, cols, cfg, self.shard)
+                stats["grad_norm"] = torch.tensor(self.gradient_step(loss, weight=share))
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + float(value)
                 steps += 1

@@ -9,6 +9,8 @@ from typing import Any, Iterable, Literal, Optional, overload
 import torch
 import torch.nn as nn
 
+from distrl.algos.parallel import ALONE, Shard
+
 
 def make_optimizer(
     name: str, parameters: Iterable[nn.Parameter], lr: float, eps: float, rmsprop_alpha: float = 0.99
@@ -48,7 +50,7 @@ def clip_rewards(rewards: torch.Tensor, clip: Optional[float], scale: float = 1.
 
 
 def unroll(
-    model: Any, batch: dict[str, torch.Tensor], columns: Optional[torch.Tensor] = None
+    model: Any, batch: dict[str, torch.Tensor], columns: Optional[torch.Tensor | slice] = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The current model's ``(params [T, B, P], values [T, B])`` on a time-major batch (or on
     its env ``columns``). A recurrent model unrolls each column from the state its worker
@@ -80,13 +82,6 @@ def unroll_with_bootstrap(
     }
     params, values = unroll(model, extended)
     return params[:-1], values[:-1], values[-1].detach()
-
-
-def normalize(advantages: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit standard deviation (a single value is left as it is)."""
-    if advantages.numel() <= 1:
-        return advantages
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
 
 def minibatches(size: int, count: int, device: torch.device | str) -> tuple[torch.Tensor, ...]:
@@ -138,6 +133,9 @@ class OptimizedAlgorithm:
             config.optimizer, model.parameters(), config.lr, config.optimizer_eps, config.rmsprop_alpha
         )
         self.parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        # This learner's share of each gradient step among the run's learners (algos/parallel.py);
+        # the learner sets it with runtime.num_learners > 1.
+        self.shard: Shard = ALONE
         self.horizon = budget_env_steps or getattr(config, "anneal_env_steps", None)
         # Gradient steps skipped for a NaN or Inf loss or gradient: in all, and in a row now.
         self.nonfinite_steps = 0
@@ -153,13 +151,15 @@ class OptimizedAlgorithm:
         return lr
 
     @overload
-    def gradient_step(self, loss: torch.Tensor) -> float: ...
+    def gradient_step(self, loss: torch.Tensor, *, weight: float = 1.0) -> float: ...
     @overload
-    def gradient_step(self, loss: torch.Tensor, sync: Literal[False]) -> torch.Tensor: ...
+    def gradient_step(self, loss: torch.Tensor, sync: Literal[False], *, weight: float = 1.0) -> torch.Tensor: ...
 
-    def gradient_step(self, loss: torch.Tensor, sync: bool = True) -> float | torch.Tensor:
+    def gradient_step(self, loss: torch.Tensor, sync: bool = True, *, weight: float = 1.0) -> float | torch.Tensor:
         """One optimizer step on ``loss``, gradients clipped to ``config.max_grad_norm``;
-        returns the norm before clipping (``sync=False``: as a tensor).
+        returns the norm before clipping (``sync=False``: as a tensor). ``weight``: the share
+        of the step's samples that ``loss`` was taken over, when learners share the step
+        (``self.shard``); the gradient applied is the share-weighted sum of theirs.
 
         A NaN or Inf loss gives a non-finite gradient norm: the step is skipped (weights and
         optimizer state stay as they were) and counted, since one such step would turn every
@@ -167,6 +167,7 @@ class OptimizedAlgorithm:
         a GPU, as AMP's GradScaler does for the same reason."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.shard.sum_gradients(self.parameters, weight)
         grad_norm = clip_gradients(self.parameters, self.config.max_grad_norm)
         if self.finite_step(bool(torch.isfinite(grad_norm))):
             self.optimizer.step()

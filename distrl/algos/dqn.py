@@ -251,6 +251,11 @@ class DQN(OptimizedAlgorithm):
         and the value recorded there, ``weights`` the importance-sampling weights."""
         cfg = self.config
         lr = self.scheduled_lr(progress.env_steps)
+        # With several learners each takes its share of the batch's rows (algos/parallel.py).
+        count = len(batch["actions"])
+        mine, share = self.shard.take(count)
+        if not self.shard.alone:
+            batch = {key: value[mine] for key, value in batch.items()}
         rewards = clip_rewards(batch["rewards"], cfg.reward_clip)
         returns, discount, _ = nstep_targets(rewards, batch["terminated"], batch["truncated"], cfg.gamma)
         # .float(): under bf16 autocast the network's outputs are bf16; targets, the loss and
@@ -268,7 +273,7 @@ class DQN(OptimizedAlgorithm):
             target = (returns + discount * next_value).to(q.dtype)
         td_error = target - q
         loss = (batch["weights"] * F.huber_loss(q, target, reduction="none", delta=cfg.huber_delta)).mean()
-        grad_norm = self.gradient_step(loss)
+        grad_norm = self.gradient_step(loss, weight=share)
         self.gradient_steps += 1
         if cfg.tau < 1.0:
             with torch.no_grad():  # one fused call: this runs after every gradient step
@@ -283,7 +288,12 @@ class DQN(OptimizedAlgorithm):
             "grad_norm": grad_norm,
             "priority_beta": priority_beta(cfg, progress.env_steps),
         }
-        return Update(stats, priorities=(td_error.detach().abs() + cfg.priority_eps).cpu().numpy())
+        priorities = td_error.detach().abs() + cfg.priority_eps
+        if not self.shard.alone:  # every row's, from the learner that trained on it
+            every = torch.zeros(count, dtype=priorities.dtype, device=priorities.device)
+            every[mine] = priorities
+            priorities = self.shard.sum(every)
+        return Update(stats, priorities=priorities.cpu().numpy())
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "target": self.target.state_dict(), "gradient_steps": self.gradient_steps}

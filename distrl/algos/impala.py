@@ -137,9 +137,11 @@ def impala_loss(targets: dict[str, torch.Tensor], config: Any) -> tuple[torch.Te
 class IMPALA(OptimizedAlgorithm):
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         lr = self.scheduled_lr(progress.env_steps)
+        # V-trace runs along each env column: a learner's columns need no one else's.
+        batch, share = self.shard.columns(batch)
         targets = vtrace_targets(self.model, batch, self.config)
         loss, stats = impala_loss(targets, self.config)
-        grad_norm = self.gradient_step(loss)
+        grad_norm = self.gradient_step(loss, weight=share)
         with torch.no_grad():
             rho = (targets["target_logp"] - batch["logp"]).exp()
         return Update(

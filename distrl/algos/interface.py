@@ -156,3 +156,6 @@ class AlgorithmSpec:
     # Settles the section's "auto" choices from the whole resolved config (DQN's exploration
     # schedule by the number of env copies), so that OUT/config.yaml says what ran.
     resolve: Optional[Callable[[Any, Any], None]] = None
+    # Why the algorithm runs with one learner only (``runtime.num_learners`` > 1 is refused
+    # with this reason); None: its learners share every gradient step (algos/parallel.py).
+    single_learner: Optional[str] = None

@@ -22,8 +22,9 @@ from typing import Optional
 
 import torch
 
-from distrl.algos.common import OptimizedAlgorithm, clip_rewards, normalize, unroll_with_bootstrap
+from distrl.algos.common import OptimizedAlgorithm, clip_rewards, unroll_with_bootstrap
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
+from distrl.algos.parallel import Shard, normalize
 from distrl.algos.returns import discounted_returns
 from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
@@ -77,9 +78,10 @@ PRESETS = {
 
 
 def reinforce_loss(
-    model: ActorCritic, batch: dict[str, torch.Tensor], config: PGConfig
+    model: ActorCritic, batch: dict[str, torch.Tensor], config: PGConfig, shard: Optional[Shard] = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The loss of the module docstring on a time-major batch ``[T, B]``."""
+    """The loss of the module docstring on a time-major batch ``[T, B]`` (with ``shard``: on
+    this learner's columns of it, advantages normalised over all learners')."""
     rewards = clip_rewards(batch["rewards"], config.reward_clip, config.reward_scale)
     params, baseline, bootstrap = unroll_with_bootstrap(model, batch)
     with torch.no_grad():
@@ -93,7 +95,7 @@ def reinforce_loss(
         )
         advantages = returns - baseline
         if config.normalize_advantages:
-            advantages = normalize(advantages)
+            advantages = normalize(advantages, shard)
     policy_loss = -(advantages.flatten() * model.log_prob(params, batch["actions"]).flatten()).mean()
     baseline_loss = 0.5 * ((returns - baseline) ** 2).mean()
     policy_entropy = model.entropy(params)
@@ -108,8 +110,9 @@ def reinforce_loss(
 class PG(OptimizedAlgorithm):
     def learn(self, batch: dict[str, torch.Tensor], progress: Progress) -> Update:
         lr = self.scheduled_lr(progress.env_steps)
-        loss, stats = reinforce_loss(self.model, batch, self.config)
-        grad_norm = self.gradient_step(loss)
+        batch, share = self.shard.columns(batch)
+        loss, stats = reinforce_loss(self.model, batch, self.config, self.shard)
+        grad_norm = self.gradient_step(loss, weight=share)
         return Update({**{k: float(v) for k, v in stats.items()}, "grad_norm": grad_norm, "learning_rate": lr})
 
 

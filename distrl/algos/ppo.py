@@ -22,10 +22,10 @@ from distrl.algos.common import (
     clipped_surrogate,
     make_optimizer,
     minibatches,
-    normalize,
     unroll,
 )
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
+from distrl.algos.parallel import Shard, normalize
 from distrl.algos.returns import gae
 from distrl.models.actor_critic import ActorCritic
 from distrl.options import option
@@ -133,6 +133,7 @@ def ppo_loss(
     clip_coef: float,
     config: PPOConfig,
     outputs: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    shard: Optional[Shard] = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The PPO objective on one flat minibatch, as a loss to minimise (paper eq. 9):
 
@@ -140,7 +141,9 @@ def ppo_loss(
 
     with r = pi(a|s) / pi_old(a|s) computed from the behaviour log-probabilities. ``outputs``:
     the model's ``(params, values)`` on the minibatch where the caller has computed them (a
-    recurrent model's unrolled sequences), instead of ``model(obs)``.
+    recurrent model's unrolled sequences), instead of ``model(obs)``. ``shard``: the
+    minibatch is this learner's share of one, whose advantages are normalised over all the
+    learners' shares together (algos/parallel.py).
     """
     params, values = outputs if outputs is not None else model(obs)
     logp = model.log_prob(params, actions)
@@ -148,7 +151,7 @@ def ppo_loss(
     ratio = log_ratio.exp()
 
     if config.normalize_advantages:
-        advantages = normalize(advantages)
+        advantages = normalize(advantages, shard)
     policy_loss = clipped_surrogate(ratio, advantages, clip_coef)
 
     # Value loss, optionally clipped around the behaviour values as in the paper's code.
@@ -231,10 +234,17 @@ class PPO(OptimizedAlgorithm):
         # One minibatch is the whole batch, whose mean loss no order changes: it is used as it
         # is, without the shuffle and the six copies that indexing it would make every epoch.
         whole = cfg.num_minibatches == 1 and not recurrent
+        # With several learners each takes its share of every minibatch (algos/parallel.py).
+        alone = self.shard.alone
         for _ in range(cfg.epochs):
             for index in (None,) if whole else minibatches(n, cfg.num_minibatches, flat["actions"].device):
+                rows: Optional[torch.Tensor | slice] = index
+                share = 1.0
+                if not alone:
+                    mine, share = self.shard.take(n if index is None else len(index))
+                    rows = mine if index is None else index[mine]
                 if recurrent:
-                    params, values = unroll(self.model, batch, index)
+                    params, values = unroll(self.model, batch, rows)
                     columns = {
                         "actions": batch["actions"],
                         "old_logp": batch["logp"],
@@ -242,10 +252,10 @@ class PPO(OptimizedAlgorithm):
                         "advantages": advantages,
                         "returns": returns,
                     }
-                    part = {key: value[:, index].flatten(0, 1) for key, value in columns.items()}
+                    part = {key: value[:, rows].flatten(0, 1) for key, value in columns.items()}
                     outputs: Optional[tuple[torch.Tensor, torch.Tensor]] = (params.flatten(0, 1), values.flatten())
                 else:
-                    part = {key: value if index is None else value[index] for key, value in flat.items()}
+                    part = {key: value if rows is None else value[rows] for key, value in flat.items()}
                     outputs = None
                 loss, stats = ppo_loss(
                     self.model,
@@ -258,13 +268,15 @@ class PPO(OptimizedAlgorithm):
                     clip_coef,
                     cfg,
                     outputs=outputs,
+                    shard=self.shard,
                 )
-                stats["grad_norm"] = self.gradient_step(loss, sync=False)
+                stats["grad_norm"] = self.gradient_step(loss, sync=False, weight=share)
                 # Summed as tensors: a float() per minibatch costs more than a small model's step.
                 for key, value in stats.items():
                     totals[key] = totals[key] + value if key in totals else value
                 num_steps += 1
-            if cfg.target_kl is not None and float(stats["approx_kl"]) > cfg.target_kl:
+            # Every learner must stop at the same step: the KL is that of the whole minibatch.
+            if cfg.target_kl is not None and float(self.shard.weighted_sum(stats["approx_kl"], share)) > cfg.target_kl:
                 stop_early = True
                 break
 

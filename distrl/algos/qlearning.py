@@ -114,4 +114,5 @@ SPEC = AlgorithmSpec(
     presets=PRESETS,
     model_head="q_table",
     behaviour=behaviour,
+    single_learner="tabular Q-learning updates table entries one transition at a time, with no gradient to share",
 )

@@ -313,6 +313,33 @@ def on_head_node() -> dict:
     return {}
 
 
+def learner_nodes(count: int, cpus_per_learner: float) -> list[dict]:
+    """Actor options for ``count`` CPU learners, spread over the nodes: the first on the head
+    (``on_head_node``), each next one on the node with the fewest learners so far (the head
+    last among equals) that has ``cpus_per_learner`` CPUs. Soft, as on the head: elsewhere if
+    that node is full. Ray's SPREAD strategy may put both of two learners on one node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    options = [on_head_node()]
+    if count == 1 or in_placement_group():
+        return options * count
+    alive = [node for node in ray.nodes() if node["Alive"]]
+    head = next((node["NodeID"] for node in alive if "node:__internal_head__" in node["Resources"]), None)
+    placed = {node["NodeID"]: 0 for node in alive if node["Resources"].get("CPU", 0.0) >= cpus_per_learner}
+    if head in placed:
+        placed[head] = 1
+    for _ in range(count - 1):
+        if not placed:
+            options.append({})
+            continue
+        # Fewest learners first; among equals, nodes other than the head.
+        node = min(placed, key=lambda n: (placed[n], n == head))
+        placed[node] += 1
+        options.append({"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)})
+    return options
+
+
 def request_cpus(bundles: list[dict[str, float]]) -> None:
     """Ask the autoscaler for these resource bundles (a cluster launched from a YAML then
     adds nodes up to its max_workers). On a cluster without an autoscaler it does nothing."""

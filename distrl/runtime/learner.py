@@ -4,7 +4,10 @@ runs the updates its data flow feeds it, and publishes each new version of the w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
@@ -15,6 +18,7 @@ import torch
 
 from distrl.algos import ALGORITHMS
 from distrl.algos.interface import Progress
+from distrl.algos.parallel import Shard
 from distrl.models import NatureCNN, build_model
 from distrl.runtime import backend
 from distrl.runtime.failures import LearnerRestarted
@@ -43,6 +47,11 @@ def precision(runtime: Any, device: torch.device) -> contextlib.AbstractContextM
     if runtime.learner_precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# How long a learner waits in a gradient sum for the others before it fails: a learner that
+# died leaves the rest waiting there (the driver restores them all).
+COLLECTIVE_TIMEOUT_S = 120
 
 
 @dataclass
@@ -94,9 +103,49 @@ class Learner:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.ready = False  # until setup: also after Ray restarted this actor's process
         self.clock = CallClock()  # where this learner's time goes, update by update
+        # This learner's place among the run's data-parallel learners (``join``), and how many
+        # of them share its node's cores.
+        self.shard = Shard()
+        self.sharing = 1
         # torch's optimizers import torch._dynamo when the first one is built (0.7 s here):
         # imported now, while the workers start, it is off the path to the first update.
         importlib.import_module("torch._dynamo")
+
+    # ------------------------------------------------------------ data-parallel learners
+
+    def node(self) -> str:
+        """The node this learner runs on (how many learners share its cores)."""
+        return backend.node_id()
+
+    def rendezvous(self) -> str:
+        """The first learner's address for the others to join its process group: this node's
+        IP and a port free now (``tcp://IP:PORT``)."""
+        ip = ray.util.get_node_ip_address()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((ip, 0))
+            port = probe.getsockname()[1]
+        return f"tcp://{ip}:{port}"
+
+    def join(self, rank: int, size: int, address: str, sharing: int) -> None:
+        """Join the run's ``size`` learners as ``rank`` (all of them call this at once; it
+        returns when all have): a ``torch.distributed`` group, NCCL on GPUs, else gloo on the
+        network interface Ray uses on this node (loopback for a cluster on 127.0.0.1).
+        ``sharing``: the learners on this node, which split its cores."""
+        nccl = self.device.type == "cuda"
+        if not nccl and "GLOO_SOCKET_IFNAME" not in os.environ:
+            interface = _interface_of(ray.util.get_node_ip_address())
+            if interface:
+                os.environ["GLOO_SOCKET_IFNAME"] = interface
+        self.shard = Shard.join(rank, size, address, "nccl" if nccl else "gloo", COLLECTIVE_TIMEOUT_S)
+        self.sharing = max(1, sharing)
+
+    def digest(self) -> str:
+        """A fingerprint of the weights, bit for bit: data-parallel learners must agree on it."""
+        self._require_ready()
+        fingerprint = hashlib.sha256()
+        for tensor in self.model.state_dict().values():
+            fingerprint.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return fingerprint.hexdigest()
 
     def setup(
         self,
@@ -121,6 +170,9 @@ class Learner:
         threads = self._threads(busy_cpus or {})
         apply_memory_format(self.model, config.runtime)
         self.algorithm = spec.algorithm_class(config.algo_config, self.model, config.stop.env_steps)
+        if not self.shard.alone:
+            self.algorithm.shard = self.shard
+            self.shard.same_start(list(self.model.state_dict().values()))
         self.version = 0
         self.updates = 0  # what the flow counts as updates (versions, or gradient steps)
         self.nonfinite_in_a_row = 0
@@ -151,6 +203,8 @@ class Learner:
             # An embedded Ray may declare more CPUs than the machine has (a learner and two
             # workers on 2 cores declare 3): never more threads than cores.
             wanted = max(1, min(cluster.local_cores(), int(node_cpus - busy_cpus.get(node, 0.0) + 1e-9)))
+            # Learners on one node split its cores (their reserved CPUs are not busy_cpus).
+            wanted = max(1, min(wanted, cluster.local_cores() // self.sharing))
         if self.device.type == "cpu":
             torch.set_num_threads(int(wanted))
         return torch.get_num_threads()
@@ -159,7 +213,10 @@ class Learner:
         """Put the weights in the object store once and hand the ref to the ParameterServer.
         ``wait`` (set-up and restore, before any worker holds weights): return once the
         ParameterServer holds them, so that a worker set up after this gets them from it.
-        During training nobody waits: the driver passes the ref on with its requests."""
+        During training nobody waits: the driver passes the ref on with its requests. Of
+        several learners only the first publishes: they hold the same weights."""
+        if self.shard.rank > 0:
+            return self.version
         weights_ref = backend.put(get_weights(self.model))
         self.published = (self.version, weights_ref)
         done = self.parameter_server.publish.remote([weights_ref], self.version)
@@ -195,6 +252,7 @@ class Learner:
         skipped_before = getattr(self.algorithm, "nonfinite_steps", 0)
         with precision(self.config.runtime, self.device):
             report = self.side.update(self, inputs, progress)
+        report.stats = self.shard.mean_stats(report.stats)  # each learner's are its share's
         report.skipped_steps = getattr(self.algorithm, "nonfinite_steps", 0) - skipped_before
         ended_nonfinite = report.skipped_steps > 0 and getattr(self.algorithm, "nonfinite_in_a_row", 0) > 0
         self.nonfinite_in_a_row = self.nonfinite_in_a_row + 1 if ended_nonfinite else 0
@@ -233,6 +291,19 @@ class Learner:
         self.algorithm.load_state_dict(state["algorithm"])
         self.version = int(state["version"])
         self.updates = int(state.get("updates", state["version"]))
+
+
+def _interface_of(ip: str) -> Optional[str]:
+    """The network interface that holds ``ip`` (psutil, which Ray installs), or None."""
+    try:
+        import psutil
+
+        for name, addresses in psutil.net_if_addrs().items():
+            if any(address.address == ip for address in addresses):
+                return name
+    except Exception:  # no psutil, or an interface table it cannot read
+        pass
+    return None
 
 
 def _to_cpu(value: Any) -> Any:

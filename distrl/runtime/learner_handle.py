@@ -14,6 +14,7 @@ from typing import Any, Optional
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from distrl.algos.interface import Progress
+from distrl.errors import DistrlError
 from distrl.metrics import MetricsWriter
 from distrl.runtime import backend, cluster
 from distrl.runtime.failures import LearnerDied, get_from_learner, learner_died, task_failure
@@ -31,7 +32,12 @@ class LearnerHandle:
         self.tally = tally
         self.metrics = metrics
         self.pool = pool
-        self.actor: Any = None  # the Learner actor, from create()
+        self.actor: Any = None  # the Learner actor, from create(); the first of several
+        # With runtime.num_learners > 1, the others (algos/parallel.py): they take their share of
+        # every update and hold the same weights; the first one publishes and keeps the state.
+        self.peers: list[Any] = []
+        self.peer_updates: dict[Any, list[Any]] = {}  # the peers' refs of each submitted update
+        self.nodes: list[str] = []  # the node of each learner, with peers
         self.setup_args: tuple = ()  # what setup() gave it, for a restarted process
         self.parameter_server: Any = None
         self.snapshot: dict[str, Any] = {}  # the newest copy of its state in this process
@@ -52,21 +58,46 @@ class LearnerHandle:
         return float(wanted)
 
     def create(self, gpus: float, placement: dict) -> Any:
-        """Start the actor; its process imports torch while the workers build their envs.
-        Ray restarts a learner whose process dies (same handle, fresh process); ``restore``
-        then gives it the newest state this handle holds."""
+        """Start the actor (and its peers); its process imports torch while the workers build
+        their envs. Ray restarts a learner whose process dies (same handle, fresh process);
+        ``restore`` then gives it the newest state this handle holds. ``placement``: the first
+        learner's; the peers go one per GPU, or spread over the nodes' CPUs."""
         runtime = self.config.runtime
-        self.actor = (
+        count = runtime.num_learners
+        placements = [placement] + (
+            [{}] * (count - 1) if gpus else cluster.learner_nodes(count, runtime.num_cpus_per_learner)[1:]
+        )
+        learners = [
             backend.actor(Learner)
             .options(
                 num_cpus=runtime.num_cpus_per_learner,
                 num_gpus=gpus,
                 max_restarts=runtime.max_learner_restarts,
-                **placement,
+                **where,
             )
             .remote(self.config)
-        )
+            for where in placements
+        ]
+        self.actor, self.peers = learners[0], learners[1:]
         return self.actor
+
+    def placed(self, device: str) -> str:
+        """Where the learners run, for the run's first line."""
+        if not self.peers:
+            return f"learner on {device}"
+        return f"{len(self.peers) + 1} learners on {len(set(self.nodes))} node(s), each on {device}"
+
+    def _form_group(self) -> None:
+        """The learners join one torch.distributed group (all at once: each waits for all)."""
+        learners = [self.actor, *self.peers]
+        nodes = self.nodes = backend.get([learner.node.remote() for learner in learners])
+        address = backend.get(self.actor.rendezvous.remote())
+        backend.get(
+            [
+                learner.join.remote(rank, len(learners), address, nodes.count(node))
+                for rank, (learner, node) in enumerate(zip(learners, nodes))
+            ]
+        )
 
     def setup(
         self,
@@ -81,12 +112,16 @@ class LearnerHandle:
         updates, per node (``Learner.setup``)."""
         self.parameter_server = parameter_server
         self.setup_args = (*spaces, parameter_server, side, busy_cpus)
+        if self.peers:
+            self._form_group()
+        peers = [peer.setup.remote(*self.setup_args) for peer in self.peers]
         device = get_from_learner(
             self.actor.setup.remote(*self.setup_args), self.out_dir, "The learner could not build its model"
         )
+        backend.get(peers)
         if resume_state is not None:
             try:
-                backend.get(self.actor.set_state.remote(resume_state))
+                backend.get([learner.set_state.remote(resume_state) for learner in (self.actor, *self.peers)])
             except RayTaskError as error:
                 raise task_failure(
                     error, "The checkpoint does not fit this run's model (was model.* or env changed?)"
@@ -98,18 +133,46 @@ class LearnerHandle:
     # ---------------------------------------------------------------- updates
 
     def submit(self, inputs: Any, env_steps: int) -> Any:
-        """Ask for one update; returns its ref for ``result``."""
-        return self.actor.update.remote(inputs, Progress(env_steps=env_steps))
+        """Ask for one update (of every learner); returns the first learner's ref for ``result``."""
+        progress = Progress(env_steps=env_steps)
+        update_ref = self.actor.update.remote(inputs, progress)
+        if self.peers:
+            self.peer_updates[update_ref] = [peer.update.remote(inputs, progress) for peer in self.peers]
+        return update_ref
 
     def result(self, update_ref: Any, sent_steps: int = 0) -> Optional[UpdateReport]:
         """The report of a finished update, or None when the learner died during it: then it
         is restored, and ``sent_steps`` (the steps it was given) are lost."""
         try:
-            report: UpdateReport = get_from_learner(update_ref, self.out_dir)
+            report: UpdateReport = self._collect(update_ref)
         except LearnerDied:
             self.lost_with_learner(sent_steps)
             return None
         self.seen(report)
+        return report
+
+    def _collect(self, update_ref: Any) -> UpdateReport:
+        """The first learner's report of an update, once every learner has finished it. When one
+        of several died, the others fail in their gradient sum (its connections closed): that
+        is the death, not their failure."""
+        peers = self.peer_updates.pop(update_ref, [])
+        if not peers:
+            return get_from_learner(update_ref, self.out_dir)
+        died, failures, report = False, [], None
+        for rank, ref in enumerate([update_ref, *peers]):
+            try:
+                result = get_from_learner(ref, self.out_dir)
+            except LearnerDied:
+                died = True
+            except DistrlError as error:
+                failures.append(error)
+            else:
+                report = result if rank == 0 else report
+        if died:
+            raise learner_died(self.out_dir)
+        if failures:
+            raise failures[0]
+        assert report is not None
         return report
 
     def seen(self, report: UpdateReport) -> None:
@@ -133,8 +196,22 @@ class LearnerHandle:
         The learner's own object store would not do: its objects die with it."""
         try:
             self.keep(get_from_learner(self.actor.get_state.remote(), self.out_dir))
+            self.check_agreement()
         except LearnerDied:
             self.restore()  # from the previous snapshot; the next one is due later
+
+    def check_agreement(self) -> None:
+        """Several learners hold the same weights, bit for bit (they apply the same summed
+        gradients); a run whose learners drifted apart stops here rather than train on."""
+        if not self.peers:
+            return
+        digests = [get_from_learner(learner.digest.remote(), self.out_dir) for learner in (self.actor, *self.peers)]
+        if len(set(digests)) > 1:
+            raise DistrlError(
+                f"The {len(digests)} data-parallel learners no longer hold the same weights (learners "
+                f"{[rank for rank, digest in enumerate(digests) if digest != digests[0]]} differ from the first). "
+                "This is a bug in distrl; please report it with the run's config.yaml."
+            )
 
     def keep(self, state: dict[str, Any]) -> None:
         self.snapshot, self.snapshot_time = state, time.monotonic()
@@ -148,6 +225,7 @@ class LearnerHandle:
             self.restore()
             state = get_from_learner(self.actor.get_state.remote(), self.out_dir)
         self.keep(state)
+        self.check_agreement()
         # The learner counts every update it applied, also one this driver has not collected
         # yet (after Ctrl-C with an update in flight).
         self.tally.applied_updates(int(state["updates"]))
@@ -176,23 +254,40 @@ class LearnerHandle:
         reports, the parameter server, and, A3C, one reply per worker that the driver has not
         read yet), so versions only increase; ``updates`` stays the driver's count, as
         updates applied and then lost did happen. A report from a learner already restored
-        (A3C: several workers see one death) changes nothing."""
+        (A3C: several workers see one death) changes nothing.
+
+        Of several learners, the others lost their group with the dead one (and may still wait
+        in a gradient sum): every learner's process is restarted, they form a new group and all
+        load the snapshot, as one restore."""
         counters, limit = self.tally.counters, self.config.runtime.max_learner_restarts
         gave_up = learner_died(
             self.out_dir, f"after {counters.learner_restarts} restart(s); runtime.max_learner_restarts is {limit}"
         )
+        learners = [self.actor, *self.peers]
         try:
-            # Past the limit Ray does not restart it either: only a learner already restored
-            # (a second report of one death) answers.
-            if self._call(self.actor.is_ready, patience=60.0 if counters.learner_restarts < limit else 0.0):
-                return
-            if counters.learner_restarts >= limit:
-                raise gave_up
+            if self.peers:
+                if counters.learner_restarts >= limit:
+                    raise gave_up
+                for learner in learners:
+                    backend.kill(learner, no_restart=False)
+                for learner in learners:
+                    self._call(learner.is_ready)  # answers once Ray has restarted it
+            else:
+                # Past the limit Ray does not restart it either: only a learner already restored
+                # (a second report of one death) answers.
+                if self._call(self.actor.is_ready, patience=60.0 if counters.learner_restarts < limit else 0.0):
+                    return
+                if counters.learner_restarts >= limit:
+                    raise gave_up
             state = dict(self.snapshot)
             published = backend.get(self.parameter_server.get_version.remote())
             version = max(int(state["version"]), self.version, published) + self.pool.size + 1
             state["version"], state["updates"] = version, counters.learner_updates
-            self._call(self.actor.setup, *self.setup_args, state)
+            if self.peers:
+                self._form_group()
+                backend.get([learner.setup.remote(*self.setup_args, state) for learner in learners])
+            else:
+                self._call(self.actor.setup, *self.setup_args, state)
             self.latest_weights = self._call(self.actor.newest_weights)
         except (RayActorError, GetTimeoutError):
             raise gave_up from None
@@ -200,7 +295,12 @@ class LearnerHandle:
             raise task_failure(error, "The restarted learner could not load its state") from None
         self.version = version
         restarts = self.tally.restarted("learner")
+        restarted = (
+            "Ray restarted it and it goes on"
+            if not self.peers
+            else f"Ray restarted all {len(learners)} learners and they go on"
+        )
         self.metrics.message(
-            f"the learner's process died; Ray restarted it and it goes on from a copy of its state taken "
+            f"the learner's process died; {restarted} from a copy of its state taken "
             f"{time.monotonic() - self.snapshot_time:.0f} s earlier (restart {restarts}, now at version {version})"
         )

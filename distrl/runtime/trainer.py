@@ -109,7 +109,7 @@ class Trainer:
             None,
             metrics,
             self.tally,
-            learner_cpu_reserve=0.0 if learner_gpus else runtime.num_cpus_per_learner,
+            learner_cpu_reserve=0.0 if learner_gpus else runtime.num_cpus_per_learner * runtime.num_learners,
         )
         count = pool.initial_count()
         flow.create_actors(count)
@@ -136,8 +136,8 @@ class Trainer:
         self.duties = self._duties()
         metrics.message(
             f"distrl: {config.algo} on {config.env.id}: {pool.size} rollout worker{'s' if pool.size != 1 else ''} x "
-            f"{runtime.envs_per_worker} envs on {pool.num_nodes} node(s), learner on "
-            f"{device}; output in {self.out_dir}"
+            f"{runtime.envs_per_worker} envs on {pool.num_nodes} node(s), {learner.placed(device)}; "
+            f"output in {self.out_dir}"
         )
         for note in model_notes(config.model, spaces[0]):
             metrics.message(f"distrl: note: {note}")
@@ -383,7 +383,7 @@ class Trainer:
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if main_thread else None
         try:
             wanted = (
-                runtime.num_cpus_per_learner
+                runtime.num_cpus_per_learner * runtime.num_learners
                 + (0 if runtime.num_workers == "auto" else runtime.num_workers * runtime.num_cpus_per_worker)
                 + (self.config.eval.num_cpus if self.config.eval.every_env_steps is not None else 0)
             )

@@ -2,18 +2,11 @@
 process, no Ray. Its runs are compared with Ray runs of the same config, through the command
 line, on real envs and real checkpoint files."""
 
-from pathlib import Path
-
 import psutil
 import pytest
 import torch
 
-from conftest import read_progress, run_distrl
-
-
-def final_weights(out: Path) -> dict[str, torch.Tensor]:
-    newest = sorted((out / "checkpoints").glob("ckpt-*"))[-1]
-    return torch.load(newest / "state.pt", map_location="cpu", weights_only=True)["model"]
+from conftest import final_weights, read_progress, run_distrl
 
 
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])

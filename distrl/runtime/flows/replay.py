@@ -87,6 +87,38 @@ class LearnFromReplay:
         return [shard.sample_batches.remote(int(n), beta, count) for shard, n in zip(self.shards, shares)]
 
     def update(self, learner: Learner, steps: int, progress: Progress) -> UpdateReport:
+        if learner.shard.rank > 0:
+            return self._follow(learner, progress)
+        try:
+            return self._sample_and_learn(learner, steps, progress)
+        finally:
+            learner.shard.share(None)  # the other learners' update ends here too
+
+    def _follow(self, learner: Learner, progress: Progress) -> UpdateReport:
+        """A learner other than the first: it takes its share of each batch the first one
+        sampled (algos/parallel.py), until that one says the update is over."""
+        totals: dict[str, float] = {}
+        taken = consumed = 0
+        clock = time.perf_counter
+        phases = {"replay_sample": 0.0, "update": 0.0}
+        while True:
+            before_sample = clock()
+            arrays = learner.shard.share(None)
+            before_update = clock()
+            phases["replay_sample"] += before_update - before_sample
+            if arrays is None:
+                break
+            batch = {key: torch.from_numpy(value).to(learner.device) for key, value in arrays.items()}
+            update = learner.algorithm.learn(batch, progress)
+            phases["update"] += clock() - before_update
+            for key, value in update.stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            taken += 1
+            consumed += len(batch["actions"])
+        stats = {key: value / max(taken, 1) for key, value in totals.items()}
+        return UpdateReport(stats=stats, updates=taken, consumed_steps=consumed, phases=phases)
+
+    def _sample_and_learn(self, learner: Learner, steps: int, progress: Progress) -> UpdateReport:
         beta = self.settings.priority_beta(progress.env_steps)
         totals: dict[str, float] = {}
         lags: list[float] = []
@@ -109,13 +141,10 @@ class LearnFromReplay:
             for j in range(count):
                 before_collate = clock()
                 parts = [(shard, chunk[j]) for shard, chunk in zip(self.shards, chunks) if chunk is not None]
-                batch = {
-                    key: torch.from_numpy(np.concatenate([part[key] for _, part in parts])).to(learner.device)
-                    for key in BATCH_KEYS
-                }
-                batch["weights"] = torch.from_numpy(global_weights([part for _, part in parts], beta)).to(
-                    learner.device
-                )
+                arrays = {key: np.concatenate([part[key] for _, part in parts]) for key in BATCH_KEYS}
+                arrays["weights"] = global_weights([part for _, part in parts], beta)
+                learner.shard.share(arrays)  # with several learners, each takes its share of it
+                batch = {key: torch.from_numpy(value).to(learner.device) for key, value in arrays.items()}
                 before_update = clock()
                 phases["collate"] += before_update - before_collate
                 update = learner.algorithm.learn(batch, progress)
