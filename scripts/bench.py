@@ -17,6 +17,7 @@ For each environment, in one run (so that ratios compare like with like on a noi
     python scripts/bench.py --startup --repeats 3 # the main job's start and finish, part by part
     python scripts/bench.py --vs-learner          # PPO on Pong end to end vs the learner's ceiling
     python scripts/bench.py --levers pong_cpu     # the learner's ceiling with and without each lever it keeps
+    python scripts/bench.py --driver-cost --seconds 30   # the driver's CPU per fragment, per flow
 
 Prints a Markdown table for BENCHMARKS.md. This is a benchmark, not a test: it asserts nothing.
 """
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on loopback only
 os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray at import; the --clusters nodes use it
@@ -250,6 +252,98 @@ def clusters(env_ids: list[str], workers: int, seconds: float) -> None:
     for env_id in env_ids:
         ratio = rates[(env_id, "2 nodes")] / rates[(env_id, "1 node")]
         print(f"{env_id}: 2 nodes / 1 node = {ratio:.3f}")
+
+
+# ---------------------------------------------------------------- the driver's cost per fragment
+
+# One algorithm per data flow (docs/design.md, "The four data flows"), each with a cheap update
+# so that the learner does not hold the fragment rate down (A2C, not PPO's 20 epochs).
+FLOW_ALGOS = {"synchronous": "a2c", "streaming": "impala", "gradients": "a3c", "replay": "dqn"}
+INGEST = ("transfer", "collate")  # the learner's phases that take fragments in
+
+
+def _records_of_run(algo: str, workers: int, seconds: float, address: Optional[str]) -> list[dict]:
+    """progress.jsonl of one `distrl train` of ``algo`` on CartPole, one env copy per worker
+    and 16-step fragments; on an embedded Ray without ``address``."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "distrl", "train", "--algo", algo, "--env", "CartPole-v1",
+                   "--num-workers", str(workers), "--stop-seconds", str(seconds), "--out", out,
+                   "--set", "runtime.envs_per_worker=1", "runtime.fragment_length=16",
+                   "output.report_every_s=1", "output.console=off"]  # fmt: skip
+        command += ["dqn.learning_starts=500"] if algo == "dqn" else []
+        # Embedded, workers half a CPU each: all of them fit on two cores' worth of Ray CPUs.
+        command += ["--address", address] if address else ["runtime.num_cpus_per_worker=0.5"]
+        env = {**os.environ, "RAY_AUTH_MODE": "token"}
+        done = subprocess.run(
+            command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=seconds + 300, env=env
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{algo}: distrl train exited with {done.returncode}:\n{done.stderr[-3000:]}")
+        return [json.loads(line) for line in Path(out, "progress.jsonl").read_text().splitlines()]
+
+
+def driver_cost(workers_list: list[int], seconds: float, layouts: list[str]) -> list[dict]:
+    """What one fragment costs the driver, per flow, with cheap envs and small fragments (CartPole,
+    one env copy per worker, 16 steps: as many fragments per second as the workers can make):
+    the driver process's CPU seconds (all its threads, Ray's included: ``driver_cpu_s``) per
+    fragment received, over the run's reports after the first ``seconds / 3``; the fragments
+    per second it handled; and the learner's ingest, its transfer and collate seconds per
+    fragment. ``layouts``: "1 node" (an embedded Ray) and/or "2 nodes" (a `ray start` head and
+    a second node on 127.0.0.1, workers spread over both)."""
+    sys.path.insert(0, str(HERE))
+    import local_cluster
+
+    rows = []
+    for layout in layouts:
+        for flow, algo in FLOW_ALGOS.items():
+            for workers in workers_list:
+                address = None
+                if layout == "2 nodes":
+                    local_cluster.stop()
+                    port = local_cluster.free_port()
+                    address = f"127.0.0.1:{port}"
+                    local_cluster.start_head(port, local_cluster.free_port(), cpus=workers // 2 + 1)
+                    local_cluster.add_node(address, cpus=workers - workers // 2 + 1)
+                try:
+                    records = _records_of_run(algo, workers, seconds, address)
+                finally:
+                    if address:
+                        local_cluster.stop()
+                first = next(record for record in records if record["time_s"] >= seconds / 3)
+                last = records[-1]
+                fragments = max(last["fragments"] - first["fragments"], 1)
+                steps_per_fragment = (last["env_steps"] - first["env_steps"]) / fragments
+                phases = last.get("phases", {})
+                ingest = sum(
+                    phases.get(f"learner.{part}", {}).get("s_per_1k_steps", 0.0) for part in ("transfer", "collate")
+                )
+                row = {
+                    "layout": layout,
+                    "flow": flow,
+                    "algo": algo,
+                    "workers": workers,
+                    "nodes": last["num_nodes"],
+                    "fragments_per_s": fragments / max(last["time_s"] - first["time_s"], 1e-9),
+                    "driver_cpu_ms_per_fragment": 1000 * (last["driver_cpu_s"] - first["driver_cpu_s"]) / fragments,
+                    "driver_cpu_share": (last["driver_cpu_s"] - first["driver_cpu_s"])
+                    / max(last["time_s"] - first["time_s"], 1e-9),
+                    # s per 1,000 steps -> ms per fragment
+                    "learner_ingest_ms_per_fragment": ingest * steps_per_fragment,
+                }
+                rows.append(row)
+                cost, rate = row["driver_cpu_ms_per_fragment"], row["fragments_per_s"]
+                print(f"  {layout} {flow} {workers} workers: {rate:.0f} fragments/s, driver {cost:.2f} ms CPU each",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}; "
+          f"CartPole-v1, 1 env x 16 steps per fragment, {seconds:.0f} s per run")  # fmt: skip
+    print("| layout | flow (algo) | workers | nodes used | fragments/s | driver CPU (cores) | "
+          "driver CPU ms per fragment | learner ingest ms per fragment |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['layout']} | {row['flow']} ({row['algo']}) | {row['workers']} | {row['nodes']} | "
+              f"{row['fragments_per_s']:.0f} | {row['driver_cpu_share']:.2f} | "
+              f"{row['driver_cpu_ms_per_fragment']:.2f} | {row['learner_ingest_ms_per_fragment']:.2f} |")  # fmt: skip
+    return rows
 
 
 # ---------------------------------------------------------------- side by side with RLlib
@@ -660,7 +754,19 @@ def main() -> None:
         "--set", metavar="KEY=VALUE", nargs="+", default=[], help="with --vs-learner: config overrides for both sides"
     )
     parser.add_argument("--levers", metavar="CONFIG", help="a config's learner ceiling with and without its levers")
+    parser.add_argument(
+        "--driver-cost", action="store_true", help="the driver's CPU per fragment, per flow (CartPole, many workers)"
+    )
+    parser.add_argument(
+        "--worker-counts", type=int, nargs="+", default=[2, 4, 8], help="with --driver-cost: the runs' worker counts"
+    )
+    parser.add_argument(
+        "--layouts", nargs="+", default=["1 node"], choices=["1 node", "2 nodes"], help="with --driver-cost"
+    )
     args = parser.parse_args()
+    if args.driver_cost:
+        driver_cost(args.worker_counts, args.seconds, args.layouts)
+        return
     if args.levers:
         levers(args.levers, args.updates, args.rounds)
         return

@@ -47,6 +47,8 @@ class Counters:
     # those it never will: lost with their node, or in the update of a learner that died.
     consumed_env_steps: int = 0
     lost_env_steps: int = 0
+    # Fragments the driver received: the unit of its work (scripts/bench.py --driver-cost).
+    fragments: int = 0
 
 
 COUNTER_NAMES = tuple(field.name for field in fields(Counters))
@@ -109,6 +111,7 @@ class Tally:
         """A worker's summary of one fragment: its steps, frames and finished episodes."""
         counters = self.counters
         counters.env_steps += summary["env_steps"]
+        counters.fragments += 1
         counters.env_frames += summary["env_frames"]
         counters.episodes += len(summary["episode_returns"])
         counters.env_restarts += summary.get("env_restarts", 0)

@@ -280,6 +280,9 @@ class Trainer:
         }
         if self.evaluator is not None:
             fields.update(self._evaluation_fields())
+        # The driver's CPU seconds, every thread of its process (Ray's own included): what routing
+        # the fragments costs it (scripts/bench.py --driver-cost).
+        fields["driver_cpu_s"] = round(time.process_time(), 3)
         record = self.tally.report({"worker": self.pool.size, "learner": 1, "driver": 1}, **fields)
         self.metrics.write(record)
         self.last_report = record

@@ -63,6 +63,7 @@ def test_synchronous_flow_learns_from_every_counted_step(ray_local, tmp_path):
     book, _, state = run_flow(tmp_path, "a2c", 2000)
     counted = book.counters.env_steps
     assert counted >= 2000 and counted % (WORKERS * T * K) == 0
+    assert book.counters.fragments * T * K == counted  # the driver's unit of work, counted once each
     # Every fragment counted went into exactly one update, one fragment per worker each time.
     assert sum(report.consumed_steps for report in book.reports) == counted
     assert {report.consumed_steps for report in book.reports} == {WORKERS * T * K}
@@ -100,6 +101,7 @@ def test_gradient_flow_applies_one_gradient_per_counted_fragment(ray_local, tmp_
     book, _, state = run_flow(tmp_path, "a3c", 1500)
     counted = book.counters.env_steps
     assert sum(report.consumed_steps for report in book.reports) == counted == len(book.reports) * T * K
+    assert book.counters.fragments == len(book.reports)
     # The learner applied them one at a time, in arrival order: each made its own version.
     # When the run stopped, the other workers' requests were still out: the learner may have
     # applied their gradients without the driver having counted their fragments yet.
