@@ -18,6 +18,7 @@ For each environment, in one run (so that ratios compare like with like on a noi
     python scripts/bench.py --vs-learner          # PPO on Pong end to end vs the learner's ceiling
     python scripts/bench.py --levers pong_cpu     # the learner's ceiling with and without each lever it keeps
     python scripts/bench.py --driver-cost --seconds 30   # the driver's CPU per fragment, per flow
+    python scripts/bench.py --scaling-inputs ppo_pong    # per-step figures of docs/scaling.md's model
 
 Prints a Markdown table for BENCHMARKS.md. This is a benchmark, not a test: it asserts nothing.
 """
@@ -636,6 +637,92 @@ def learner_ceiling(config, batch: dict, updates: int) -> float:
     return updates * batch["rewards"].numel() / (time.perf_counter() - start)
 
 
+def _all_reduce_process(rank: int, size: int, address: str, numel: int, repeats: int, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=size)
+    flat = torch.ones(numel)
+    dist.all_reduce(flat)  # warm-up: connections made
+    start = time.perf_counter()
+    for _ in range(repeats):
+        dist.all_reduce(flat)
+    if rank == 0:
+        Path(out).write_text(str((time.perf_counter() - start) / repeats))
+    dist.destroy_process_group()
+
+
+def all_reduce_seconds(numel: int, learners: int, repeats: int = 20) -> float:
+    """Seconds of one gloo all-reduce of ``numel`` floats among ``learners`` processes on
+    this machine (loopback): the data-parallel learners' gradient sum, as algos/parallel.py
+    does it (one flat buffer)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    with tempfile.TemporaryDirectory() as folder:
+        out = str(Path(folder) / "seconds")
+        mp.start_processes(
+            _all_reduce_process, args=(learners, address, numel, repeats, out), nprocs=learners, start_method="spawn"
+        )
+        return float(Path(out).read_text())
+
+
+def scaling_inputs(name: str, updates: int) -> None:
+    """The per-step figures docs/scaling.md's model takes, for a config (one batch of its
+    shape sampled in this process): the bytes one env step moves through the object store,
+    the learner's collate seconds per 1,000 steps (its ingest; every data-parallel learner
+    pays it for every step), its update seconds per 1,000 steps on every core here, the
+    gradient steps per 1,000 env steps, the gradient's bytes, and one gloo all-reduce of it
+    between 2 processes on loopback."""
+    from distrl.algos import ALGORITHMS
+    from distrl.algos.interface import Progress
+    from distrl.envs import make_env
+    from distrl.models import build_model
+    from distrl.runtime.fragment import collate
+    from distrl.runtime.rollout_worker import Request
+
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    config = resolve(load_yaml(find_config(name)))
+    worker_class = RolloutWorker.__ray_metadata__.modified_class
+    worker = worker_class(0, config, ParameterServer.remote(), seed=0)
+    worker.setup()
+    fragment = worker.rollout(Request())[0]
+    worker.close()
+    ray.shutdown()
+    steps_per_fragment = fragment["rewards"].size
+    fragments = [fragment] * config.runtime.num_workers  # a batch of the config's shape
+    batch_steps = steps_per_fragment * len(fragments)
+    step_bytes = sum(value.nbytes for value in fragment.values() if hasattr(value, "nbytes")) / steps_per_fragment
+    collate(fragments, "cpu")
+    start = time.perf_counter()
+    for _ in range(updates):
+        batch = collate(fragments, "cpu")
+    collate_s = (time.perf_counter() - start) / updates / batch_steps * 1000
+    update_rate = learner_ceiling(config, batch, updates)
+    spec = ALGORITHMS[config.algo]
+    env = make_env(config.env.id, **config.env.options)
+    model = build_model(config.model, env.observation_space, env.action_space, spec.model_head)
+    env.close()
+    numel = sum(parameter.numel() for parameter in model.parameters())
+    stats = spec.algorithm_class(config.algo_config, model, None).learn(batch, Progress(0)).stats
+    gradient_steps = float(stats.get("gradient_steps", 1)) / batch_steps * 1000
+    reduce_s = all_reduce_seconds(numel, 2)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; config {name}: "
+          f"{batch_steps}-step batches of {len(fragments)} fragments of {steps_per_fragment} steps")  # fmt: skip
+    print("| input | value |")
+    print("|---|---|")
+    print(f"| bytes per env step (fragment) | {step_bytes:,.0f} |")
+    print(f"| learner collate, s per 1,000 steps | {collate_s:.4f} |")
+    print(f"| learner update, s per 1,000 steps ({torch.get_num_threads()} threads) | {1000 / update_rate:.3f} |")
+    print(f"| gradient steps per 1,000 env steps | {gradient_steps:.1f} |")
+    print(f"| gradient, parameters (bytes) | {numel:,} ({4 * numel:,}) |")
+    print(f"| gloo all-reduce of it, 2 processes on loopback, s | {reduce_s:.4f} |")
+
+
 # The learner levers a config can keep, and the value that turns each off.
 LEVERS_OFF = {"learner_channels_last": False, "learner_precision": "fp32"}
 
@@ -763,7 +850,11 @@ def main() -> None:
     parser.add_argument(
         "--layouts", nargs="+", default=["1 node"], choices=["1 node", "2 nodes"], help="with --driver-cost"
     )
+    parser.add_argument("--scaling-inputs", metavar="CONFIG", help="the per-step inputs of docs/scaling.md's model")
     args = parser.parse_args()
+    if args.scaling_inputs:
+        scaling_inputs(args.scaling_inputs, args.updates)
+        return
     if args.driver_cost:
         driver_cost(args.worker_counts, args.seconds, args.layouts)
         return
