@@ -132,3 +132,12 @@ def test_chaos_with_two_learners_restores_the_group_and_every_step_is_accounted_
     figures = json.loads(line.removeprefix("chaos: figures "))
     assert figures["learner_kills"] == figures["learner_restarts"] == 1, figures
     assert "Ray restarted all 2 learners" in output
+
+
+def test_learners_that_need_more_gpus_than_the_cluster_has_are_refused(tmp_path):
+    """Ray would wait for ever for a second GPU; the run says what it needs instead."""
+    result = run_distrl(
+        "train", "--out", str(tmp_path / "run"), "--set", "runtime.num_learners=2", "runtime.num_gpus_per_learner=1"
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "need 2 GPUs; the cluster has 0" in result.stderr
