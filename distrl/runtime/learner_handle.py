@@ -125,7 +125,7 @@ class LearnerHandle:
         device = get_from_learner(
             self.actor.setup.remote(*self.setup_args), self.out_dir, "The learner could not build its model"
         )
-        backend.get(peers)
+        get_from_learner(peers, self.out_dir, "The learner could not build its model")
         if resume_state is not None:
             try:
                 backend.get([learner.set_state.remote(resume_state) for learner in (self.actor, *self.peers)])
@@ -228,11 +228,11 @@ class LearnerHandle:
         kept as the newest snapshot."""
         try:
             state = get_from_learner(self.actor.get_state.remote(), self.out_dir)
+            self.check_agreement()  # a peer that died shows here
         except LearnerDied:
             self.restore()
             state = get_from_learner(self.actor.get_state.remote(), self.out_dir)
         self.keep(state)
-        self.check_agreement()
         # The learner counts every update it applied, also one this driver has not collected
         # yet (after Ctrl-C with an update in flight).
         self.tally.applied_updates(int(state["updates"]))
