@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from typing import Any, Iterator, Optional
 
 from distrl.errors import DistrlError
@@ -110,41 +111,88 @@ def captured_stderr() -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
-def without_unused_head_processes() -> Iterator[bool]:
-    """While an embedded Ray starts, its node skips the API server and the monitor (yields
-    True). ``ray.init`` has no option for either, so this replaces the two methods of Ray's
-    ``Node`` that start them, for the length of the call; where a Ray version has no such
-    methods it changes nothing (yields False) and the node starts as Ray starts it.
-    Measured: ``ray.init`` 2.06-2.10 s against 2.55-3.57 (BENCHMARKS.md, issue 33). What is
-    lost: ``ray list``, ``ray job`` and the dashboard on a run's own embedded Ray; a Ray
-    started with ``ray start --head`` (and ``--address``) has them all."""
+def quick_embedded_start() -> Iterator[bool]:
+    """While an embedded Ray starts, leave out what a run on its own Ray never uses and what
+    only waits (yields True). ``ray.init`` has no option for any of it, so this replaces, for
+    the length of the call, four functions of Ray's:
+    - ``Node.start_api_server``: the API server (the dashboard's and the job and state APIs'
+      backend) is started even with include_dashboard=False, and ray.init waits for it before
+      it starts the raylet;
+    - ``Node.start_monitor``: the autoscaler's monitor; a single embedded node has nothing to
+      scale, and Ray's shutdown waits a second for it to die;
+    - ``get_dashboard_dependency_error``: answering "missing" starts the node's dashboard agent
+      as on a minimal Ray install (``pip install ray``): no HTTP server, no metrics agent the
+      raylet waits for before it registers, and no import of aiohttp and OpenTelemetry in
+      this process to find out whether they are installed;
+    - ``services.get_node``: the driver's wait for its raylet to register is a C++ loop that
+      looks once a second; looking every 20 ms first ends the wait when the raylet is there.
+    Where a Ray version lacks one of them it changes nothing (yields False) and the node starts
+    as Ray starts it. Measured: BENCHMARKS.md, issue 33. What is lost: ``ray list``, ``ray
+    job``, the dashboard and Ray's metrics on a run's own embedded Ray; a Ray started with
+    ``ray start --head`` (and ``--address``) has them all."""
     try:
+        from ray._private import services, utils
         from ray._private.node import Node
     except ImportError:  # pragma: no cover - another Ray layout
         yield False
         return
 
     def no_api_server(self: Any, *args: Any, **kwargs: Any) -> None:
-        """The API server: the dashboard's and the job and state APIs' backend, started even
-        with include_dashboard=False; ray.init waits for it before it starts the raylet."""
         self._webui_url = None  # what Ray records when its API server fails to start
 
     def no_monitor(self: Any, *args: Any, **kwargs: Any) -> None:
-        """The autoscaler's monitor: a single embedded node has nothing to scale, and Ray's
-        shutdown waits a second for it to die."""
+        pass
 
-    replacements = {"start_api_server": no_api_server, "start_monitor": no_monitor}
-    saved = {name: Node.__dict__.get(name) for name in replacements}
-    if any(method is None for method in saved.values()):
+    def as_minimal_install() -> Optional[ImportError]:
+        return ImportError("distrl: an embedded Ray starts its dashboard agent as a minimal install does")
+
+    wait_for_node = services.__dict__.get("get_node")
+
+    def get_node(gcs_address: str, node_id: str, *args: Any, **kwargs: Any) -> Any:
+        registered(gcs_address, node_id, timeout_s=30.0)
+        return wait_for_node(gcs_address, node_id, *args, **kwargs)  # type: ignore[misc]
+
+    replaced = [
+        (Node, "start_api_server", no_api_server),
+        (Node, "start_monitor", no_monitor),
+        (utils, "get_dashboard_dependency_error", as_minimal_install),
+        (services, "get_node", get_node),
+    ]
+    saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in replaced]
+    if any(original is None for _, _, original in saved):
         yield False
         return
-    for name, replacement in replacements.items():
-        setattr(Node, name, replacement)
+    for owner, name, replacement in replaced:
+        setattr(owner, name, replacement)
     try:
         yield True
     finally:
-        for name, method in saved.items():
-            setattr(Node, name, method)
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+
+
+def registered(gcs_address: str, node_id: str, timeout_s: float) -> bool:
+    """Wait until the GCS at ``gcs_address`` lists node ``node_id`` (hex), looking every
+    20 ms; False after ``timeout_s``, or at once where this Ray's GCS client lacks the call
+    (the caller's own wait then decides)."""
+    from ray import NodeID
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]
+
+    try:
+        client, wanted = GcsClient(address=gcs_address), NodeID.from_hex(node_id)
+    except Exception:  # an API this Ray lacks
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if wanted in client.get_all_node_info(timeout=5):
+                return True
+        except (AttributeError, TypeError):  # an API this Ray lacks
+            return False
+        except Exception:  # the GCS busy: look again
+            pass
+        time.sleep(0.02)
+    return False
 
 
 def connect(address: Optional[str], num_cpus: float, verbose: bool = False) -> bool:
@@ -196,7 +244,7 @@ def connect(address: Optional[str], num_cpus: float, verbose: bool = False) -> b
     # "local": a new embedded instance, even when a `ray start` cluster runs on this machine.
     if not verbose:
         common["logging_level"] = "ERROR"
-    with without_unused_head_processes():
+    with quick_embedded_start():
         ray.init(address="local", num_cpus=max(machine_cpus, int(num_cpus + 0.999)), include_dashboard=False, **common)
     return True
 
@@ -206,7 +254,7 @@ def stop_embedded() -> None:
     processes SIGTERM and gives it a second before SIGKILL; its autoscaler monitor, which an
     embedded single-machine Ray never uses, always takes that whole second (1.0 of the
     1.3 s ``ray.shutdown`` took here, BENCHMARKS.md, issue 33). ``connect`` starts none
-    where it can (``without_unused_head_processes``); where one runs it is ended first, one
+    where it can (``quick_embedded_start``); where one runs it is ended first, one
     second less for every run, and the rest of the shutdown stays Ray's graceful one."""
     import ray
     from ray._private import ray_constants, worker

@@ -40,27 +40,38 @@ def test_without_a_stop_there_is_no_finish():
 
 
 EMBEDDED = """
-import json, psutil, ray
-from ray._private import worker
+import json, pathlib, psutil, ray
+from ray._private import services, utils, worker
 from ray._private.node import Node
 from distrl.runtime import cluster
 
-before = (Node.start_api_server, Node.start_monitor)
+def ray_functions():
+    return (Node.start_api_server, Node.start_monitor, utils.get_dashboard_dependency_error, services.get_node)
+
+before = ray_functions()
 assert cluster.connect(None, 1)
 kinds = sorted(worker._global_node.all_processes)
 answer = ray.get(ray.remote(lambda: 41).remote()) + 1
-restored = (Node.start_api_server, Node.start_monitor) == before
-children = [p.pid for p in psutil.Process().children(recursive=True)]
+restored = ray_functions() == before
+children = psutil.Process().children(recursive=True)
+node = worker._global_node
+# The port each agent took, as the node's agents record it for the raylet (-1: none).
+files = pathlib.Path(node.get_session_dir_path()).glob(f"*_port_{node.node_id}")
+ports = {path.name.rsplit("_", 1)[0]: path.read_text() for path in files}
+ids = (node.node_id, ray.NodeID.from_random().hex())
+seen = [cluster.registered(node.gcs_address, node_id, 0.3) for node_id in ids]
 cluster.stop_embedded()
-left = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
-print(json.dumps({"kinds": kinds, "answer": answer, "restored": restored, "left": left}))
+left = [p.pid for p in children if psutil.pid_exists(p.pid) and psutil.Process(p.pid).status() != "zombie"]
+print(json.dumps({"kinds": kinds, "answer": answer, "restored": restored, "ports": ports, "seen": seen, "left": left}))
 """
 
 
 def test_an_embedded_ray_starts_without_the_head_processes_it_never_uses(tmp_path):
     """Ray's API server and autoscaler monitor are not started for a run's own Ray (ray.init
-    waited for the first, its shutdown a second for the second); the node runs tasks, Ray's
-    own methods are back in place afterwards, and the shutdown leaves no process behind."""
+    waited for the first, its shutdown a second for the second), and its dashboard agent
+    starts as on a minimal install (no HTTP server or metrics agent); the node runs tasks,
+    Ray's own functions are back in place afterwards, and the shutdown leaves no process
+    behind."""
     import subprocess
     import sys
 
@@ -71,3 +82,8 @@ def test_an_embedded_ray_starts_without_the_head_processes_it_never_uses(tmp_pat
     facts = json.loads(result.stdout.strip().splitlines()[-1])
     assert facts["kinds"] == ["gcs_server", "log_monitor", "raylet"], facts
     assert facts["answer"] == 42 and facts["restored"] and facts["left"] == [], facts
+    # A minimal dashboard agent: no metrics agent, no HTTP server; the runtime env agent is up.
+    ports = facts["ports"]
+    assert ports["metrics_agent_port"] == ports["dashboard_agent_listen_port"] == "-1", facts
+    assert int(ports["runtime_env_agent_port"]) > 0, facts
+    assert facts["seen"] == [True, False], facts  # the driver's quick look for its raylet
