@@ -82,7 +82,8 @@ def test_an_embedded_ray_starts_without_the_head_processes_it_never_uses(tmp_pat
     facts = json.loads(result.stdout.strip().splitlines()[-1])
     assert facts["kinds"] == ["gcs_server", "log_monitor", "raylet"], facts
     assert facts["answer"] == 42 and facts["restored"] and facts["left"] == [], facts
-    # A minimal dashboard agent: no metrics agent, no HTTP server; the runtime env agent is up.
+    # A minimal dashboard agent records no metrics agent (a full one records its gRPC port,
+    # which the raylet waits for); the runtime env agent is up as always.
     ports = facts["ports"]
     assert ports["metrics_agent_port"] == ports["dashboard_agent_listen_port"] == "-1", facts
     assert int(ports["runtime_env_agent_port"]) > 0, facts
