@@ -141,7 +141,7 @@ def quick_embedded_start() -> Iterator[bool]:
         self._webui_url = None  # what Ray records when its API server fails to start
 
     def no_monitor(self: Any, *args: Any, **kwargs: Any) -> None:
-        pass
+        """Starts nothing: the node records no monitor process, so its shutdown waits for none."""
 
     def as_minimal_install() -> Optional[ImportError]:
         return ImportError("distrl: an embedded Ray starts its dashboard agent as a minimal install does")

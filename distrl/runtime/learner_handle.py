@@ -64,11 +64,12 @@ class LearnerHandle:
         learner's; the peers go one per GPU, or spread over the nodes' CPUs."""
         runtime = self.config.runtime
         count = runtime.num_learners
-        if gpus and count > 1 and cluster.cluster_gpus() < gpus * count:
+        have = cluster.cluster_gpus() if gpus and count > 1 else 0.0
+        if gpus and count > 1 and have < gpus * count:
             # Ray would wait for the missing GPUs for ever, with the run silent.
             raise DistrlError(
                 f"runtime.num_learners={count} learners of {gpus:g} GPU each need {gpus * count:g} GPUs; the "
-                f"cluster has {cluster.cluster_gpus():g}. Use fewer learners, a smaller "
+                f"cluster has {have:g}. Use fewer learners, a smaller "
                 f"runtime.num_gpus_per_learner, or runtime.num_gpus_per_learner=0 for CPU learners."
             )
         placements = [placement] + (
