@@ -65,15 +65,22 @@ class SynchronousFlow(Flow):
         pool, learner, counters = driving.pool, driving.learner, driving.tally.counters
         overlap = self.settings.overlap_sampling
         update_ref, update_steps = None, 0
+        # With overlap, the weights a round samples with are those published before the
+        # update in flight, even when the driver waited for that update (for a report, a
+        # checkpoint): always one version behind, so what is learned does not depend on
+        # when a timed duty fell due, and a seeded run repeats on a slower or busier machine.
+        behind: Any = None
         while True:
             fragments: dict[int, Any] = {}
             steps = 0
+            weights = behind if behind is not None else learner.latest_weights
+            behind = None
             while set(pool.workers) - set(fragments):
                 # Ask only the workers that owe this round's fragment (a replacement too); one
                 # that delivered waits for the new weights.
                 for worker_id in set(pool.workers) - set(fragments):
                     if not pool.inflight_of(worker_id):
-                        pool.submit(worker_id, SAMPLE, learner.latest_weights)
+                        pool.submit(worker_id, SAMPLE, weights)
                 worker_id, summary, fragment_ref = pool.receive(driving.wait(pool.pending()))
                 if summary is not None:
                     fragments[worker_id] = fragment_ref
@@ -89,7 +96,11 @@ class SynchronousFlow(Flow):
             if not overlap or driving.due():
                 # Reports, checkpoints and the stop decision count finished updates only.
                 # Blocked on the learner: the driver's wait, as on the workers above.
-                yield Update(learner.result(driving.wait([update_ref]), update_steps), update_steps)
+                published = learner.latest_weights
+                report = learner.result(driving.wait([update_ref]), update_steps)
+                if overlap and report is not None:  # (a restored learner publishes afresh)
+                    behind = published
+                yield Update(report, update_steps)
                 update_ref = None
             else:
                 yield Update(None, waiting_steps=update_steps)  # in the update in flight
