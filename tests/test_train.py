@@ -176,6 +176,25 @@ def test_a_seeded_run_with_one_worker_is_reproduced_exactly(tmp_path):
     assert all(torch.equal(first_model[name], second_model[name]) for name in first_model)
 
 
+def test_a_seeded_overlapping_run_does_not_depend_on_when_reports_fall_due(tmp_path):
+    """With async_sampling (the default job's) the driver waits for the update in flight when a
+    report is due; the next fragments still sample with the weights from before it, so a run
+    that reports after nearly every update and one that never does learn the same weights."""
+    states = []
+    for name, every_s in (("often", "0.01"), ("never", "1000")):
+        out = tmp_path / name
+        result = run_distrl(
+            "train", "--stop-env-steps", "6000", "--seed", "7", "--out", str(out),
+            "--set", "ppo.async_sampling=true", f"output.report_every_s={every_s}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        states.append((read_progress(out), checkpoint.load(out)[1]["model"]))
+    (often, often_model), (never, never_model) = states
+    assert len(often) > 10 * len(never)  # the waits happened
+    assert often[-1]["env_steps"] == never[-1]["env_steps"] and often[-1]["episodes"] == never[-1]["episodes"]
+    assert all(torch.equal(often_model[name], never_model[name]) for name in often_model)
+
+
 def test_async_sampling_overlaps_and_reuse_of_a_run_folder_is_refused(tmp_path):
     out = tmp_path / "run"
     result = run_distrl(
