@@ -161,8 +161,13 @@ def ppo_loss(
     else:
         value_loss = 0.5 * ((values - returns) ** 2).mean()
 
-    mean_entropy = model.entropy(params)
-    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * mean_entropy
+    loss = policy_loss + config.vf_coef * value_loss
+    if config.ent_coef:
+        mean_entropy = model.entropy(params)
+        loss = loss - config.ent_coef * mean_entropy
+    else:  # reported only: out of the graph, whose backward it would add to for nothing
+        with torch.no_grad():
+            mean_entropy = model.entropy(params)
 
     with torch.no_grad():
         # Unbiased, non-negative KL estimator (Schulman, "Approximating KL divergence").
