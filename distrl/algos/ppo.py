@@ -5,7 +5,10 @@ Data flow (docs/design.md, "synchronous"): rollout workers sample fixed-length f
 the learner stacks one fragment per worker into a ``[T, B]`` batch and calls ``PPO.learn``.
 With ``async_sampling`` the workers sample the next batch while the learner updates, so a
 fragment may be one version old; the clipped ratio uses the behaviour log-probabilities the
-worker recorded, which keeps that correct.
+worker recorded, which keeps that correct. Its values are a version old too: ``fresh_values``
+computes the advantages with the learner's value function instead, which has learned from one
+batch more (on CartPole, 20 seeds: 54-76k env steps to 475 with it, 55-102k without;
+BENCHMARKS.md, 2026-12-06 (night, later)).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from distrl.algos.common import (
     make_optimizer,
     minibatches,
     unroll,
+    unroll_with_bootstrap,
 )
 from distrl.algos.interface import AlgorithmSpec, Progress, SynchronousSettings, Update
 from distrl.algos.parallel import Shard, normalize
@@ -64,6 +68,11 @@ class PPOConfig:
     reward_clip: Optional[float] = option(None, "the loss sees rewards clipped to [-r, r] (null: raw rewards)")
     reward_scale: float = option(1.0, "the loss sees rewards times this, then reward_clip (reported returns stay raw)")
     async_sampling: bool = option(False, "workers sample the next batch during the update (policy lag <= 1)")
+    fresh_values: bool = option(
+        False,
+        "advantages from the learner's value function, as it is when the update starts, instead of the "
+        "values the workers recorded (a version old with async_sampling)",
+    )
 
     def __post_init__(self):
         for key in ("lr", "epochs", "num_minibatches", "clip_coef", "max_grad_norm"):
@@ -82,7 +91,8 @@ class PPOConfig:
 # clip_range_vf), which solve CartPole in ~100k steps rather than ~400k. A vector env steps in
 # microseconds and its small network's update is what bounds a run, so the workers sample the
 # next batch during the update (policy lag 1, which the clipped ratio on the behaviour
-# log-probabilities keeps correct), and one worker with the 8 copies keeps up with the learner
+# log-probabilities keeps correct, with the advantages from the learner's own value function:
+# fresh_values), and one worker with the 8 copies keeps up with the learner
 # where a second would only add a process to start: on CartPole, 2 cores, 1.5x the env steps/s
 # of 2 synchronous workers x 4 copies at the same steps to 475 (BENCHMARKS.md, issue 33).
 PRESETS = {
@@ -117,6 +127,7 @@ PRESETS = {
             "clip_value_loss": False,
             "ent_coef": 0.0,
             "async_sampling": True,
+            "fresh_values": True,
         },
     },
 }
@@ -205,11 +216,15 @@ class PPO(OptimizedAlgorithm):
         clip_coef = cfg.clip_coef * self.remaining(progress.env_steps) if cfg.clip_decay else cfg.clip_coef
 
         rewards = clip_rewards(batch["rewards"], cfg.reward_clip, cfg.reward_scale)
+        baseline, bootstrap = batch["values"], batch["bootstrap_value"]
+        if cfg.fresh_values:
+            with torch.no_grad():
+                _, baseline, bootstrap = unroll_with_bootstrap(self.model, batch)
         with torch.no_grad():
             advantages, returns = gae(
                 rewards,
-                batch["values"],
-                batch["bootstrap_value"],
+                baseline,
+                bootstrap,
                 batch["terminated"],
                 batch["truncated"],
                 cfg.gamma,
@@ -222,7 +237,7 @@ class PPO(OptimizedAlgorithm):
             "obs": batch["obs"].flatten(0, 1),
             "actions": batch["actions"].flatten(0, 1),
             "old_logp": batch["logp"].flatten(0, 1),
-            "old_values": batch["values"].flatten(0, 1),
+            "old_values": baseline.flatten(0, 1),
             "advantages": advantages.flatten(0, 1),
             "returns": returns.flatten(0, 1),
         }
@@ -253,7 +268,7 @@ class PPO(OptimizedAlgorithm):
                     columns = {
                         "actions": batch["actions"],
                         "old_logp": batch["logp"],
-                        "old_values": batch["values"],
+                        "old_values": baseline,
                         "advantages": advantages,
                         "returns": returns,
                     }

@@ -283,3 +283,48 @@ def test_clip_gradients_matches_torchs_clip_grad_norm(max_norm):
         else:
             torch.testing.assert_close(a.grad, b.grad)
     assert (float(expected) > max_norm) == (max_norm == 0.05)
+
+
+def test_fresh_values_take_the_advantages_from_the_learners_value_function():
+    """With ``fresh_values`` the recorded values and bootstrap values play no part: an update
+    on a batch whose recorded values are noise ends where one on the model's own values does,
+    and that is where an update without it ends on the model's own values (so the learner
+    computes them as the workers do). Without it, the noise changes the update."""
+    import copy
+
+    import gymnasium as gym
+    import numpy as np
+
+    from distrl.config import resolve
+    from distrl.models import build_model
+
+    torch.manual_seed(0)
+    config = resolve({"model": {"hidden_sizes": [16, 16]}})
+    model = build_model(config.model, gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2))
+    T, B = 8, 4
+    obs, last_obs = torch.randn(T, B, 3), torch.randn(B, 3)
+    with torch.no_grad():
+        own_values, own_bootstrap = model(obs.flatten(0, 1))[1].view(T, B), model(last_obs)[1]
+    base = {
+        "obs": obs,
+        "last_obs": last_obs,
+        "actions": torch.randint(0, 2, (T, B)),
+        "logp": torch.full((T, B), math.log(0.5)),
+        "rewards": torch.randn(T, B),
+        "terminated": torch.rand(T, B) < 0.2,
+        "truncated": torch.zeros(T, B, dtype=torch.bool),
+        "timeout_value": torch.zeros(T, B),
+    }
+    own = {**base, "values": own_values, "bootstrap_value": own_bootstrap}
+    noise = {**base, "values": 10 * torch.randn(T, B), "bootstrap_value": 10 * torch.randn(B)}
+
+    def updated(batch, fresh):
+        learner = copy.deepcopy(model)
+        ppo_config = PPOConfig(lr=0.01, epochs=3, num_minibatches=1, lr_schedule="constant", fresh_values=fresh)
+        PPO(ppo_config, learner, None).learn(batch, Progress(env_steps=0))
+        return torch.cat([parameter.detach().flatten() for parameter in learner.parameters()])
+
+    fresh_on_noise = updated(noise, True)
+    assert torch.equal(fresh_on_noise, updated(own, True))
+    torch.testing.assert_close(fresh_on_noise, updated(own, False), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(updated(noise, False), fresh_on_noise, rtol=1e-3, atol=1e-4)
