@@ -244,6 +244,10 @@ class Learner:
         """False after Ray restarted the process: the driver has a state to restore."""
         return self.ready
 
+    def process(self) -> int:
+        """This process's id: which of Ray's restarts of this actor answers."""
+        return os.getpid()
+
     def update(self, inputs: Any, progress: Progress) -> UpdateReport:
         """One update by this run's flow; a new version is published when the weights changed."""
         self._require_ready()

@@ -38,6 +38,7 @@ class LearnerHandle:
         self.peers: list[Any] = []
         self.peer_updates: dict[Any, list[Any]] = {}  # the peers' refs of each submitted update
         self.nodes: list[str] = []  # the node of each learner, with peers
+        self.processes: list[int] = []  # the process of each learner in the group, with peers
         self.setup_args: tuple = ()  # what setup() gave it, for a restarted process
         self.parameter_server: Any = None
         self.snapshot: dict[str, Any] = {}  # the newest copy of its state in this process
@@ -99,6 +100,7 @@ class LearnerHandle:
         """The learners join one torch.distributed group (all at once: each waits for all)."""
         learners = [self.actor, *self.peers]
         nodes = self.nodes = backend.get([learner.node.remote() for learner in learners])
+        self.processes = backend.get([learner.process.remote() for learner in learners])
         address = backend.get(self.actor.rendezvous.remote())
         backend.get(
             [
@@ -276,10 +278,20 @@ class LearnerHandle:
             if self.peers:
                 if counters.learner_restarts >= limit:
                     raise gave_up
-                for learner in learners:
-                    backend.kill(learner, no_restart=False)
-                for learner in learners:
-                    self._call(learner.is_ready)  # answers once Ray has restarted it
+                # Only the processes of the lost group are killed: one that Ray has already
+                # restarted (the one that died) would be restarted again, after it might have
+                # answered for the new group. Ray delivers a kill later than the call returns,
+                # so the old process may still answer a while; the group forms once every
+                # learner answers from a new one.
+                deadline = time.monotonic() + 60.0
+                for learner, old in zip(learners, self.processes):
+                    if self._call(learner.process) == old:
+                        backend.kill(learner, no_restart=False)
+                for learner, old in zip(learners, self.processes):
+                    while self._call(learner.process) == old:
+                        if time.monotonic() > deadline:
+                            raise gave_up
+                        time.sleep(0.1)
             else:
                 # Past the limit Ray does not restart it either: only a learner already restored
                 # (a second report of one death) answers.
