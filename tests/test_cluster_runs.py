@@ -67,7 +67,7 @@ def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
     submit = [sys.executable, "-m", "distrl", "submit", "--address", cluster["dashboard"], "--py-module", str(package)]
     user_env = ["--set", "env.id=GuessSign-v0", "env.imports=usergames.envs"]
     submitted = subprocess.run(
-        [*submit, "--", "train", "--num-workers", "2", "--stop-env-steps", "8000", "--out", str(out), *user_env],
+        [*submit, "--", "train", "--num-workers", "2", "--stop-env-steps", "16000", "--out", str(out), *user_env],
         capture_output=True,
         text=True,
         env=client_env(),
@@ -82,8 +82,11 @@ def test_submitted_job_runs_workers_on_both_nodes(cluster, tmp_path):
     status = run_distrl("jobs", "status", job_id, "--address", cluster["dashboard"], env=client_env())
     assert status.stdout.strip() == "SUCCEEDED"
     last = read_progress(out)[-1]
-    assert last["num_nodes"] == 2 and last["num_workers"] == 2 and last["env_steps"] >= 8000
-    # GuessSign: random play scores 5 and reading the sign 10; PPO passes 9 by about 2k steps.
+    assert last["num_nodes"] == 2 and last["num_workers"] == 2 and last["env_steps"] >= 16000
+    # GuessSign: random play scores 5 and reading the sign 10. PPO's vector preset anneals its
+    # lr over the budget: with 8k steps the last 100-episode mean was 8.68-9.21 (8 runs on one
+    # machine, 6 under 9, 2 of them of the 4 without ppo.fresh_values); with 16k, 9.6 or more
+    # from about 9k steps on and 9.80-9.82 at the end (4 runs).
     assert last["episode_return_mean"] >= 9, last
 
     # A job whose run refuses its config: the driver's exit status (2, bad input) comes back.
