@@ -4,11 +4,11 @@ Algorithms"), clipped-surrogate variant, for every action space ``models/heads.p
 Data flow (docs/design.md, "synchronous"): rollout workers sample fixed-length fragments with the newest policy,
 the learner stacks one fragment per worker into a ``[T, B]`` batch and calls ``PPO.learn``.
 With ``async_sampling`` the workers sample the next batch while the learner updates, so a
-fragment may be one version old; the clipped ratio uses the behaviour log-probabilities the
-worker recorded, which keeps that correct. Its values are a version old too: ``fresh_values``
-computes the advantages with the learner's value function instead, which has learned from one
-batch more (on CartPole, 20 seeds: 54-76k env steps to 475 with it, 55-102k without;
-BENCHMARKS.md, 2026-12-06 (night, later)).
+fragment is one version old (the first excepted); the clipped ratio uses the behaviour
+log-probabilities the worker recorded, which keeps that correct. Its values are a version old
+too: ``fresh_values`` computes the advantages with the learner's value function instead, which
+has learned from one batch more (on CartPole, 20 seeds: 54-76k env steps to 475 with it,
+55-102k without; BENCHMARKS.md, 2026-12-06 (night, later)).
 """
 
 from __future__ import annotations
